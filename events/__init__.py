@@ -1,0 +1,31 @@
+"""evenflow's event log: what happened, how it is stored, and how it is streamed.
+
+This package imports nothing else of evenflow's. ``projections`` builds on it; ``engine`` on both.
+"""
+
+from ._chain import GENESIS as GENESIS
+from ._chain import ChainProblem as ChainProblem
+from ._chain import ChainRow as ChainRow
+from ._chain import row_hash as row_hash
+from ._chain import verify_rows as verify_rows
+from ._codec import CODEC_VERSION as CODEC_VERSION
+from ._codec import decode as decode
+from ._codec import encode as encode
+from ._errors import ConcurrencyError as ConcurrencyError
+from ._errors import EngineError as EngineError
+from ._errors import StoreBusyError as StoreBusyError
+from ._errors import StoreCorruptedError as StoreCorruptedError
+from ._errors import StoreError as StoreError
+from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
+from ._store import Durability as Durability
+from ._store import EventStore as EventStore
+from ._store import TransactionHook as TransactionHook
+from ._subscription import Subscription as Subscription
+from ._types import *  # noqa: F403  (every event type is public)
+from ._types import EVENT_TYPES as EVENT_TYPES
+from ._types import TAGS as TAGS
+from ._types import AnyEvent as AnyEvent
+from ._types import Event as Event
+from ._types import Recorded as Recorded
+from ._types import UnknownEvent as UnknownEvent
+from ._types import tag_of as tag_of

@@ -1,0 +1,57 @@
+"""The payload codec: msgpack, one encoder and one decoder, created once.
+
+A payload is one version byte followed by the msgpack of the tagged event struct. The version
+byte lets a later release change the wire format while still reading old rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ._errors import StoreCorruptedError
+from ._types import TAGS, AnyEvent, Event, UnknownEvent
+
+CODEC_VERSION = 1
+_PREFIX = bytes([CODEC_VERSION])
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(Event)
+_raw_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
+
+
+def encode(event: AnyEvent) -> bytes:
+    """Encode an event payload (its tag included) with the codec's version prefix."""
+    if isinstance(event, UnknownEvent):
+        return _PREFIX + _encoder.encode({**event.data, "type": event.type})
+    return _PREFIX + _encoder.encode(event)
+
+
+def decode(payload: bytes) -> AnyEvent:
+    """Decode a payload written by :func:`encode`.
+
+    An unknown tag gives :class:`UnknownEvent`; bytes that are not a payload at all raise
+    :class:`StoreCorruptedError`.
+    """
+    if not payload or payload[0] != CODEC_VERSION:
+        version = payload[0] if payload else None
+        raise StoreCorruptedError(f"event payload has unknown codec version {version!r}")
+    body = memoryview(payload)[1:]
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError as exc:
+        raise StoreCorruptedError(f"event payload does not decode: {exc}") from exc
+    # Valid msgpack, but not a type we know: keep it, do not crash.
+    try:
+        data = _raw_decoder.decode(body)
+    except msgspec.DecodeError as exc:  # pragma: no cover - the typed decode already parsed it
+        raise StoreCorruptedError(f"event payload does not decode: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise StoreCorruptedError("event payload is not a tagged map")
+    tag = data.pop("type")
+    if tag in TAGS:
+        raise StoreCorruptedError(f"event payload of type {tag!r} does not match its schema")
+    return UnknownEvent(type=tag, data=data)

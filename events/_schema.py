@@ -1,0 +1,100 @@
+"""The database file: its schema, and the check that a file is ours before we touch it.
+
+A file is opened read-only first and inspected; only an empty file, a fresh SQLite database or an
+evenflow database of a schema version we know is ever opened for writing. Anything else raises one
+:class:`StoreError` naming the path, and the file is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from ._errors import StoreCorruptedError, StoreError
+
+APPLICATION_ID = 0x45564E46  # "EVNF"
+SCHEMA_VERSION = 1
+
+DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    payload BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    UNIQUE (stream, version)
+);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'evenflow events are append-only: UPDATE is not allowed'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'evenflow events are append-only: DELETE is not allowed'); END;
+CREATE TABLE IF NOT EXISTS evenflow_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+TRIGGERS = ("events_no_update", "events_no_delete")
+
+
+def inspect(path: Path) -> bool:
+    """Check, read-only, that ``path`` may be opened as an evenflow store.
+
+    Returns True when the file must be initialised (missing, empty or a blank SQLite database),
+    False when it already is an evenflow store of a known schema. Raises :class:`StoreError`
+    otherwise, without modifying the file.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return True
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not an evenflow database")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from exc
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        user_version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not an evenflow database ({exc})") from exc
+    finally:
+        conn.close()
+    if app_id == 0 and not tables:
+        return True
+    if app_id != APPLICATION_ID:
+        listed = ", ".join(sorted(tables)) or "none"
+        raise StoreError(
+            f"{path} is not an evenflow database (another application's SQLite file; "
+            f"tables: {listed})"
+        )
+    if user_version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} was written by a newer evenflow (schema {user_version}; "
+            f"this version reads up to {SCHEMA_VERSION}); upgrade evenflow to open it"
+        )
+    if "events" not in tables:
+        raise StoreCorruptedError(f"{path} is an evenflow database without an events table")
+    return False
+
+
+def initialise_in_tx(conn: sqlite3.Connection) -> None:
+    """Create the schema (idempotent) and stamp the file as ours, inside the caller's
+    write transaction (two processes creating one home at once must not race)."""
+    for statement in _statements(DDL):
+        conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split the DDL into statements (``executescript`` would commit our transaction)."""
+    out: list[str] = []
+    buf: list[str] = []
+    for line in script.strip().splitlines():
+        buf.append(line)
+        joined = "\n".join(buf)
+        if sqlite3.complete_statement(joined):
+            out.append(joined)
+            buf = []
+    return out
