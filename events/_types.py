@@ -184,10 +184,15 @@ class StepStarted(_Base, frozen=True, tag="step.started"):
 
 
 class StepSucceeded(_Base, frozen=True, tag="step.succeeded"):
+    """The step finished; ``outputs`` maps output name to artifact id (``artifact.stored`` before
+    it in the same commit carries each artifact's details). ``cache_key`` is set when the result
+    may serve later cache hits."""
+
     step: str
     attempt: int = 1
     outputs: dict[str, str] = {}
     duration: float = 0.0
+    cache_key: str = ""
 
 
 class StepFailed(_Base, frozen=True, tag="step.failed"):
@@ -206,11 +211,13 @@ class StepRetryScheduled(_Base, frozen=True, tag="step.retry_scheduled"):
 
 
 class StepCached(_Base, frozen=True, tag="step.cached"):
+    """A cache hit: the step's outputs are the source step run's artifacts, reused as they are."""
+
     step: str
     cache_key: str
     source_run: str
     source_step: str
-    outputs: dict[str, str] = {}
+    outputs: dict[str, ArtifactRef] = {}
 
 
 class StepSkipped(_Base, frozen=True, tag="step.skipped"):
