@@ -2,7 +2,6 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-export EVENFLOW_HOME ?= $(CURDIR)/.evenflow-demo
 
 .PHONY: demo test lint typecheck bench clean
 
@@ -32,4 +31,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.overhead
 
 clean:
-	rm -rf $(VENV) .evenflow-demo
+	rm -rf $(VENV)
