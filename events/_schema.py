@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS evenflow_meta (key TEXT PRIMARY KEY, value TEXT NOT N
 """
 
 TRIGGERS = ("events_no_update", "events_no_delete")
+_MAGIC = b"SQLite format 3\x00"
+_HEADER_SIZE = 100
 
 
 def inspect(path: Path) -> bool:
@@ -42,14 +44,38 @@ def inspect(path: Path) -> bool:
 
     Returns True when the file must be initialised (missing, empty or a blank SQLite database),
     False when it already is an evenflow store of a known schema. Raises :class:`StoreError`
-    otherwise, without modifying the file.
+    otherwise, without modifying the file or leaving any ``-wal``/``-shm`` file behind.
     """
-    if not path.exists() or path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
         return True
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from exc
     if path.is_dir():
         raise StoreError(f"{path} is a directory, not an evenflow database")
+    if size == 0:
+        return True
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        with path.open("rb") as f:
+            header = f.read(_HEADER_SIZE)
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from exc
+    # SQLite would treat a short file as empty and overwrite it: check the header ourselves.
+    if len(header) < _HEADER_SIZE or not header.startswith(_MAGIC):
+        raise StoreError(f"{path} is not an evenflow database (not an SQLite file)")
+    app_id = int.from_bytes(header[68:72], "big")
+    user_version = int.from_bytes(header[60:64], "big")
+    if app_id == APPLICATION_ID and user_version > SCHEMA_VERSION:
+        raise _newer(path, user_version)
+    # Without a live WAL the file alone is the database: open it immutable, which creates no
+    # -wal/-shm file and takes no lock. With one (a store open in another process, or one that
+    # crashed), SQLite must read the WAL, and the -wal file is already there.
+    wal = path.with_name(path.name + "-wal")
+    live = wal.exists() and wal.stat().st_size > 0
+    mode = "mode=ro" if live else "mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open {path}: {exc}") from exc
     try:
@@ -69,13 +95,17 @@ def inspect(path: Path) -> bool:
             f"tables: {listed})"
         )
     if user_version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path} was written by a newer evenflow (schema {user_version}; "
-            f"this version reads up to {SCHEMA_VERSION}); upgrade evenflow to open it"
-        )
+        raise _newer(path, user_version)
     if "events" not in tables:
         raise StoreCorruptedError(f"{path} is an evenflow database without an events table")
     return False
+
+
+def _newer(path: Path, user_version: int) -> StoreError:
+    return StoreError(
+        f"{path} was written by a newer evenflow (schema {user_version}; "
+        f"this version reads up to {SCHEMA_VERSION}); upgrade evenflow to open it"
+    )
 
 
 def initialise_in_tx(conn: sqlite3.Connection) -> None:

@@ -74,6 +74,9 @@ class Subscription:
                     return rec
                 continue
             if self._catch_up:
+                if self._closed:
+                    # The store is closing (its reader goes next): stop instead of reading.
+                    raise StopAsyncIteration
                 await self._fill_from_table(None)
                 continue
             if self._buffer:
@@ -83,6 +86,8 @@ class Subscription:
                     continue
                 if rec.seq > self.cursor + 1:
                     # Rows committed by another process (or before a buffer overflow): read them.
+                    if self._closed:
+                        raise StopAsyncIteration  # no reader left to fill the gap with
                     await self._fill_from_table(rec.seq - 1)
                     if not self._pending:  # the gap is not in the table (removed rows)
                         self.cursor = rec.seq - 1
@@ -108,4 +113,3 @@ class Subscription:
             # Caught up with the table. Events committed from now on reach the buffer; any
             # committed between our read and this point are re-read through the gap check.
             self._catch_up = False
-

@@ -389,20 +389,31 @@ Event = (
 
 AnyEvent = Event | UnknownEvent
 
-EVENT_TYPES: tuple[type[_Base], ...] = Event.__args__  # type: ignore[attr-defined]
+EVENT_TYPES: tuple[type[_Base], ...] = Event.__args__
 """Every known event class, in declaration order."""
 
-TAGS: dict[str, type[_Base]] = {cls.__struct_config__.tag: cls for cls in EVENT_TYPES}  # type: ignore[misc]
+
+def _tag(cls: type[_Base]) -> str:
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+TAGS: dict[str, type[_Base]] = {_tag(cls): cls for cls in EVENT_TYPES}
 """Tag string -> event class."""
+
+# ``__struct_config__`` builds a new object on every access: look tags up by class instead.
+_TAG_OF_CLASS: dict[type, str] = {cls: tag for tag, cls in TAGS.items()}
 
 
 def tag_of(event: AnyEvent) -> str:
     """The stable type string of an event (``"step.succeeded"``)."""
+    tag = _TAG_OF_CLASS.get(type(event))
+    if tag is not None:
+        return tag
     if isinstance(event, UnknownEvent):
         return event.type
-    tag = event.__struct_config__.tag
-    assert isinstance(tag, str)
-    return tag
+    raise TypeError(f"{type(event).__name__} is not an evenflow event")
 
 
 class Recorded(msgspec.Struct, frozen=True):

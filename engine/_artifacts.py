@@ -1,0 +1,377 @@
+"""The artifact store: step outputs as content-addressed files under ``$EVENFLOW_HOME/artifacts``.
+
+Layout: ``<root>/<h[:2]>/<h>`` where ``h`` is the content hash, a file for the built-in
+materializers (bytes protocol) or a directory for the others; ``<root>/.tmp`` holds writes in
+progress. The hash is BLAKE2b over a header naming the materializer and the value's type, then
+the bytes (or, for a directory, each relative path and file in sorted order). The header keeps
+``"a"`` and ``b"a"`` apart, so equal bytes of different types never share a cache key.
+
+Invariants the concurrency relies on:
+
+* A file or directory at ``<h[:2]>/<h>`` is complete: it is written under ``.tmp`` and moved
+  into place with one ``os.replace``/``os.rename``. Two writers of the same hash write equal
+  bytes, so whichever move lands last changes nothing.
+* ``_known`` only ever holds hashes whose file this process has seen in place; a save of a
+  known hash does no file system call at all. Files are deleted only through :meth:`delete`
+  (or noticed missing by :meth:`load`/:meth:`exists`), which forget the hash.
+* Set operations are atomic under the GIL, so no lock is needed; the materializer caches
+  (:class:`~engine._materializers_select.Plans`) are safe for the same reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, cast
+
+from events import ArtifactRef
+
+from ._materializers import BaseMaterializer, LocalFiles, Unsupported, import_path
+from ._materializers import uses_bytes_protocol as _uses_bytes
+from ._materializers_extra import CloudpickleMaterializer, warn_pickled
+from ._materializers_select import BytesCodec, Plan, Plans
+from ._materializers_typecheck import check_output_type as check_output_type
+from .errors import ArtifactError
+
+__all__ = ["ArtifactStore", "check_output_type"]
+
+
+_CACHE_ITEM = 64 * 1024
+_CACHE_BYTES = 32 * 1024 * 1024
+
+def _new_id() -> str:
+    """A random UUID4 in hex, as ``uuid.uuid4().hex`` but four times faster (this is hot)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
+def _describe(name: str | None, cls: type[Any]) -> str:
+    what = f"a value of type {import_path(cls)}"
+    return f"artifact {name!r} ({what})" if name is not None else what
+
+
+class ArtifactStore:
+    """Content-addressed storage for step outputs. Thread-safe; see the module docstring.
+
+    Args:
+        root: the artifacts directory (``$EVENFLOW_HOME/artifacts``); created on first write.
+        materializers: extra materializer classes, chosen by their ``ASSOCIATED_TYPES`` along
+            a value's MRO ahead of the built-ins (an explicit materializer still wins).
+        fsync: flush each new file (and its directory) to disk before it is moved into place;
+            pair it with the event log's ``durability="full"``.
+        new_id: factory of artifact ids (a uuid4 hex by default).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        materializers: Iterable[type[BaseMaterializer]] = (),
+        fsync: bool = False,
+        new_id: Callable[[], str] = _new_id,
+    ) -> None:
+        self.root = Path(root)
+        self._root = os.fspath(self.root)
+        self._tmp = os.path.join(self._root, ".tmp")
+        self._fsync = fsync
+        self._new_id = new_id
+        self._files = LocalFiles()
+        self._known: set[str] = set()
+        # Small payloads just written or read, by content hash: a downstream step loading its
+        # input decodes these bytes instead of reading the file (content-addressed, so a hit
+        # is always the right bytes). Bounded by _CACHE_BYTES.
+        self._recent: dict[str, bytes] = {}
+        self._recent_size = 0
+        self._recent_lock = threading.Lock()
+        self._dirs: set[str] = set()
+        self._plans = Plans(materializers)
+        self._auto = self._plans.auto  # the hot path reads it directly
+
+    # -- saving ---------------------------------------------------------------------------------
+
+    def save(
+        self,
+        value: Any,
+        *,
+        name: str,
+        materializer: type[BaseMaterializer] | None = None,
+        data_type: type[Any] | None = None,
+    ) -> ArtifactRef:
+        """Store ``value`` and return a new reference to it (a new id; a shared content hash).
+
+        ``materializer`` (a step's ``output_materializers``) overrides the selection; it must
+        handle ``type(value)`` or ``data_type`` (the output's annotation) if it lists
+        ``ASSOCIATED_TYPES``.
+
+        Raises:
+            ArtifactError: the value cannot be serialized or written; the message names the
+                artifact and the type.
+        """
+        cls = type(value)
+        plan = self._auto.get(cls) if materializer is None else None
+        if plan is None:
+            plan = self._plans.plan(cls, materializer, data_type, _describe(name, cls))
+        if plan.codec is not None:
+            data, plan = self._to_bytes(plan, value, name)
+            digest = self._digest(plan, data)
+            if digest not in self._known:
+                self._write_file(digest, data, name)
+            size = len(data)
+            self._remember(digest, data)
+        else:
+            digest, size = self._save_dir(plan, value, name, keep=True)
+        return ArtifactRef(
+            id=self._new_id(),
+            name=name,
+            content_hash=digest,
+            uri=f"{digest[:2]}/{digest}",
+            materializer=plan.materializer_path,
+            type_name=plan.type_name,
+            size=size,
+        )
+
+    def hash_value(self, value: Any, *, materializer: type[BaseMaterializer] | None = None) -> str:
+        """The content hash :meth:`save` would give ``value`` (for cache keys); writes nothing.
+
+        Raises:
+            ArtifactError: the value cannot be serialized; the message names its type.
+        """
+        plan = self._plans.plan(type(value), materializer, None, _describe(None, type(value)))
+        if plan.codec is not None:
+            data, plan = self._to_bytes(plan, value, None)
+            return self._digest(plan, data)
+        return self._save_dir(plan, value, None, keep=False)[0]
+
+    def extract_metadata(
+        self, value: Any, *, materializer: type[BaseMaterializer] | None = None
+    ) -> dict[str, Any]:
+        """The materializer's ``extract_metadata(value)`` for ``value``."""
+        plan = self._plans.plan(type(value), materializer, None, _describe(None, type(value)))
+        try:
+            return dict(plan.materializer("", self._files).extract_metadata(value))
+        except Exception as exc:
+            raise ArtifactError(
+                f"{import_path(plan.materializer)}.extract_metadata failed for "
+                f"{_describe(None, type(value))}: {exc}"
+            ) from exc
+
+    def _to_bytes(
+        self, plan: Plan, value: Any, name: str | None, *, warn: bool = True
+    ) -> tuple[bytes, Plan]:
+        assert plan.codec is not None
+        try:
+            if warn and plan.materializer is CloudpickleMaterializer:
+                warn_pickled(type(value))
+            return plan.codec._to_bytes(value), plan
+        except Unsupported as exc:
+            if plan.explicit:
+                raise ArtifactError(
+                    f"{_describe(name, type(value))}: materializer {plan.materializer_path} "
+                    f"cannot store a {import_path(exc.type)}"
+                ) from exc
+            # A built-in met something it cannot represent (maybe nested): pickle the whole
+            # value, and name the type that caused it.
+            warn_pickled(exc.type, exc.reason)
+            fallback = self._plans.plan(type(value), CloudpickleMaterializer)
+            return self._to_bytes(fallback, value, name, warn=False)
+        except Exception as exc:
+            raise ArtifactError(
+                f"{_describe(name, type(value))} cannot be serialized by "
+                f"{plan.materializer_path}: {exc}"
+            ) from exc
+
+    @staticmethod
+    def _digest(plan: Plan, data: bytes) -> str:
+        hasher = plan.prefix.copy()
+        hasher.update(data)
+        return cast(str, hasher.hexdigest())
+
+    def _ensure_dirs(self, digest: str) -> str:
+        shard = digest[:2]
+        if shard not in self._dirs:
+            os.makedirs(os.path.join(self._root, shard), exist_ok=True)
+            os.makedirs(self._tmp, exist_ok=True)
+            self._dirs.add(shard)
+        return os.path.join(self._root, shard)
+
+    def _write_file(self, digest: str, data: bytes, name: str) -> None:
+        path = os.path.join(self._root, digest[:2], digest)
+        try:
+            try:
+                complete = os.stat(path).st_size == len(data)
+            except FileNotFoundError:
+                complete = False
+            if not complete:
+                shard = self._ensure_dirs(digest)
+                tmp = os.path.join(self._tmp, f"{digest}.{uuid.uuid4().hex}")
+                try:
+                    with open(tmp, "xb") as f:
+                        f.write(data)
+                        if self._fsync:
+                            f.flush()
+                            os.fsync(f.fileno())
+                    os.replace(tmp, path)
+                except BaseException:
+                    _remove(tmp)
+                    raise
+                if self._fsync:
+                    _fsync_dir(shard)
+        except OSError as exc:
+            raise ArtifactError(f"artifact {name!r}: cannot write {path}: {exc}") from exc
+        self._known.add(digest)
+
+    def _save_dir(self, plan: Plan, value: Any, name: str | None, *, keep: bool) -> tuple[str, int]:
+        tmp = os.path.join(self._tmp, uuid.uuid4().hex)
+        try:
+            os.makedirs(tmp)
+            try:
+                plan.materializer(tmp, self._files).save(value)
+            except Exception as exc:
+                raise ArtifactError(
+                    f"{_describe(name, type(value))}: {plan.materializer_path}.save failed: {exc}"
+                ) from exc
+            digest, size = _hash_tree(plan.prefix.copy(), tmp)
+            final = os.path.join(self._root, digest[:2], digest)
+            if keep and digest not in self._known and not os.path.isdir(final):
+                shard = self._ensure_dirs(digest)
+                try:
+                    os.rename(tmp, final)
+                except OSError:
+                    if not os.path.isdir(final):  # else a concurrent save put it there first
+                        raise
+                if self._fsync:
+                    _fsync_dir(shard)
+            if keep:
+                self._known.add(digest)
+            return digest, size
+        except OSError as exc:
+            raise ArtifactError(f"{_describe(name, type(value))}: cannot write: {exc}") from exc
+        finally:
+            if os.path.lexists(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)  # best effort; .tmp is scratch space
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def path_of(self, ref: ArtifactRef) -> Path:
+        """The file or directory holding ``ref``'s content."""
+        parts = ref.uri.split("/")
+        if os.path.isabs(ref.uri) or ".." in parts or "\\" in ref.uri:
+            raise ArtifactError(
+                f"artifact {ref.name!r} (id {ref.id}) has an invalid uri {ref.uri!r}"
+            )
+        return self.root.joinpath(*parts)
+
+    def exists(self, ref: ArtifactRef) -> bool:
+        """Whether ``ref``'s content is on disk (a cache entry whose files are gone is a miss)."""
+        if os.path.exists(self.path_of(ref)):
+            return True
+        self._known.discard(ref.content_hash)
+        return False
+
+    def load(self, ref: ArtifactRef) -> Any:
+        """The value ``ref`` points to.
+
+        Raises:
+            ArtifactError: the content is missing or unreadable, or its materializer or type
+                cannot be imported; the message names the artifact, its id and its path.
+        """
+        path = self.path_of(ref)
+        label = f"artifact {ref.name!r} (id {ref.id})"
+        materializer = self._plans.materializer(ref.materializer, label)
+        data_type = self._plans.data_type(ref.type_name, materializer, label)
+        try:
+            if _uses_bytes(materializer):
+                data = self._recent.get(ref.content_hash)
+                if data is None:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    self._remember(ref.content_hash, data)
+                codec = cast(BytesCodec, materializer("", self._files))
+                return codec._from_bytes(data, data_type)
+            if not os.path.isdir(path):
+                raise FileNotFoundError(path)
+            return materializer(os.fspath(path), self._files).load(data_type)
+        except FileNotFoundError as exc:
+            self._known.discard(ref.content_hash)
+            raise ArtifactError(f"{label} is missing: {path}") from exc
+        except Exception as exc:
+            raise ArtifactError(
+                f"{label} cannot be loaded from {path} by {ref.materializer}: {exc}"
+            ) from exc
+
+    def _remember(self, digest: str, data: bytes) -> None:
+        size = len(data)
+        if size > _CACHE_ITEM or digest in self._recent:
+            return
+        with self._recent_lock:  # sync steps save and load from worker threads
+            recent = self._recent
+            while recent and self._recent_size + size > _CACHE_BYTES:
+                oldest = next(iter(recent))
+                self._recent_size -= len(recent.pop(oldest))
+            recent[digest] = data
+            self._recent_size += size
+
+    # -- deleting -------------------------------------------------------------------------------
+
+    def delete(self, content_hash: str) -> bool:
+        """Delete the content with this hash; False if there was none.
+
+        Content is shared by every artifact with the same hash: the caller (retention) must
+        know that no remaining artifact refers to it.
+        """
+        if len(content_hash) != 64 or content_hash.strip("0123456789abcdef"):
+            raise ArtifactError(f"{content_hash!r} is not an artifact content hash")
+        self._known.discard(content_hash)
+        with self._recent_lock:
+            if content_hash in self._recent:
+                self._recent_size -= len(self._recent.pop(content_hash))
+        path = os.path.join(self._root, content_hash[:2], content_hash)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise ArtifactError(f"cannot delete artifact content {path}: {exc}") from exc
+        return True
+
+
+def _hash_tree(hasher: Any, top: str) -> tuple[str, int]:
+    """Hash a directory canonically: each entry's relative path (sorted), kind and bytes."""
+    size = 0
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, top).replace(os.sep, "/")
+        hasher.update(b"D" + rel_dir.encode("utf-8", "surrogateescape") + b"\0")
+        for filename in sorted(filenames):
+            rel = f"{rel_dir}/{filename}".encode("utf-8", "surrogateescape")
+            with open(os.path.join(dirpath, filename), "rb") as f:
+                length = os.fstat(f.fileno()).st_size
+                hasher.update(b"F" + rel + b"\0" + length.to_bytes(8, "big"))
+                while chunk := f.read(1 << 20):
+                    hasher.update(chunk)
+            size += length
+    return cast(str, hasher.hexdigest()), size
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

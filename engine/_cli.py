@@ -1,0 +1,314 @@
+"""The ``evenflow`` command line (typer + rich).
+
+Exit codes: 0 ok, 1 the run failed, 2 usage or input error. Every error is exactly one line on
+stderr, ``error: <message>``, with no traceback and no box, unless ``--debug`` is given (then the
+traceback comes first). :func:`main` is the console script; it applies that policy to what click
+itself reports (unknown options, missing arguments) and to anything escaping a command.
+
+Startup stays fast: rich rendering, the pipeline machinery and anyio are imported inside the
+commands that need them, never at module import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from ._cli_load import CliError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ._views import PipelineRunView
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+app = typer.Typer(
+    name="evenflow",
+    help="evenflow: an async, event-sourced pipeline engine with ZenML's API.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+runs_app = typer.Typer(help="Inspect pipeline runs.", pretty_exceptions_enable=False)
+app.add_typer(runs_app, name="runs")
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    debug: bool = False
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.splitlines() if part.strip()) or "failed"
+
+
+def _report(message: str, exc: BaseException | None, debug: bool) -> None:
+    if debug and exc is not None:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"error: {_one_line(message)}", file=sys.stderr, flush=True)
+
+
+def _describe(exc: BaseException) -> str:
+    from .errors import EngineError
+
+    if isinstance(exc, CliError | EngineError):
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _errors(ctx: typer.Context) -> Iterator[None]:
+    """Turn what a command raises into one ``error:`` line and its exit code."""
+    options = ctx.find_object(_Options) or _Options()
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except CliError as exc:
+        _report(str(exc), exc, options.debug)
+        raise typer.Exit(exc.code) from None
+    except Exception as exc:
+        _report(_describe(exc), exc, options.debug)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@contextlib.contextmanager
+def _engine_logs(debug: bool) -> Iterator[None]:
+    """While a command runs the engine, its structlog diagnostics go to stderr, and only at
+    error level unless ``--debug``: stdout belongs to the display (or to ``--json``), and a
+    failed run is reported once, by its ``error:`` line. The previous configuration is restored
+    afterwards (the CLI is an edge, not the owner of the process's logging)."""
+    import logging
+
+    import structlog
+
+    configured, saved = structlog.is_configured(), structlog.get_config()
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.DEBUG if debug else logging.ERROR
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    try:
+        yield
+    finally:
+        if configured:
+            structlog.configure(**saved)
+        else:
+            structlog.reset_defaults()
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, default=str), flush=True)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    ctx.obj = _Options(debug=debug)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+@runs_app.callback(invoke_without_command=True)
+def _runs_root(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+@app.command("run")
+def run_command(
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE.py:PIPELINE",
+            help="The file defining the pipeline and its name (optional if it has only one).",
+            show_default=False,
+        ),
+    ],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-p",
+            "--param",
+            metavar="KEY=VALUE",
+            help="A pipeline parameter; the value is read as YAML (3 is an int). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="No live display; print the finished run as JSON.")
+    ] = False,
+) -> None:
+    """Run a pipeline and follow its steps live."""
+    debug = (ctx.find_object(_Options) or _Options()).debug
+    with _errors(ctx), _engine_logs(debug):
+        code = _run(target, param or [], as_json)
+    raise typer.Exit(code)
+
+
+def _run(target: str, params_in: list[str], as_json: bool) -> int:
+    import anyio
+
+    from . import _cli_load as load
+    from ._cli_live import Display, run_followed
+    from ._cli_render import run_dict
+    from .errors import PipelineRunFailedError
+
+    path, name = load.split_target(target)
+    params = load.parse_params(params_in)
+    try:
+        module = load.import_file(path)
+    except CliError:
+        raise
+    except Exception as exc:
+        raise CliError(f"cannot import {path}: {_describe(exc)}") from exc
+    pipe = load.find_pipeline(module, path, name)
+    console = None if as_json else _console()
+    display: Display = "none" if console is None else "live" if console.is_terminal else "lines"
+    view, error, started = anyio.run(
+        run_followed, pipe, params, display, console, backend="asyncio"
+    )
+    if isinstance(error, PipelineRunFailedError):
+        if as_json:
+            _print_json(run_dict(error.run))
+        raise CliError(str(error), EXIT_FAILED) from error
+    if error is not None:
+        if started:
+            raise CliError(f"the run stopped: {_describe(error)}", EXIT_FAILED) from error
+        raise error
+    assert view is not None
+    if as_json:
+        _print_json(run_dict(view))
+    if view.status.is_failed:  # raise_on_failure=False returns the failed run
+        raise CliError(f"run {view.name!r} {view.status.value}: {view.error}", EXIT_FAILED)
+    return EXIT_OK
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+def _find_run(ref: str) -> PipelineRunView:
+    from .client import Client
+    from .errors import RunNotFoundError
+
+    client = Client()
+    if ref == "latest":
+        runs = client.list_pipeline_runs(size=1)
+        if not runs:
+            raise CliError(f"there are no runs yet in {client.home.db}")
+        return runs[0]
+    try:
+        return client.get_pipeline_run(ref)
+    except RunNotFoundError as exc:
+        hint = " (an id prefix needs at least 8 characters)" if len(ref) < 8 else ""
+        raise CliError(f"{exc}{hint}") from exc
+
+
+@runs_app.command("list")
+def runs_list(
+    ctx: typer.Context,
+    pipeline: Annotated[
+        str | None, typer.Option("--pipeline", help="Only runs of this pipeline.")
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only runs with this status (e.g. failed).")
+    ] = None,
+    size: Annotated[int, typer.Option("--size", help="At most this many runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List runs, newest first."""
+    with _errors(ctx):
+        from .client import Client
+        from .enums import ExecutionStatus
+
+        known = [s.value for s in ExecutionStatus]
+        if status is not None and status not in known:
+            raise CliError(f"unknown status {status!r}; use one of: {', '.join(known)}")
+        if size < 0:
+            raise CliError(f"--size must be >= 0, got {size}")
+        runs = Client().list_pipeline_runs(pipeline=pipeline, status=status, size=size)
+        if as_json:
+            from ._cli_render import run_summary_dict
+
+            for run in runs:
+                _print_json(run_summary_dict(run))
+            return
+        if not runs:
+            print("no runs" + (" match" if pipeline or status else " yet"))
+            return
+        from ._cli_render import runs_table
+
+        _console().print(runs_table(runs))
+
+
+@runs_app.command("show")
+def runs_show(
+    ctx: typer.Context,
+    run: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN", help="A run id, id prefix (8+ chars), run name, or 'latest'."
+        ),
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the run as one JSON object.")
+    ] = False,
+) -> None:
+    """Show a run: its header and its DAG with per-step status."""
+    with _errors(ctx):
+        view = _find_run(run)
+        from ._cli_render import run_details, run_dict
+
+        if as_json:
+            _print_json(run_dict(view))
+        else:
+            _console().print(run_details(view))
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``evenflow`` console script: run the app, exit with its code, errors on one line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="evenflow", standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        _report("interrupted", exc, debug)
+        sys.exit(EXIT_INTERRUPTED)
+    except typer.TyperException as exc:  # click's usage errors: unknown option, missing argument
+        message = exc.format_message()
+        sub = getattr(getattr(exc, "ctx", None), "command_path", None)
+        if sub:
+            message = f"{message.rstrip('.')} (see '{sub} --help')"
+        _report(message, exc, debug)
+        sys.exit(EXIT_USAGE)
+    except Exception as exc:
+        _report(_describe(exc), exc, debug)
+        sys.exit(EXIT_USAGE)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

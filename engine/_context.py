@@ -1,0 +1,138 @@
+"""What a running step (or hook) can ask about itself: ``get_step_context()``.
+
+The context travels in a ``ContextVar``: anyio copies it into worker threads, so concurrent steps
+on the loop or in threads each see their own.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._views import PipelineRunView, StepRunView
+
+
+@dataclass(slots=True)
+class RunContext:
+    """Per-run facts shared by every step of the run."""
+
+    run_id: str
+    run_name: str
+    pipeline_name: str
+    home: Any
+    pipeline_state: Any = None
+    model: Any = None
+    pending_metadata: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StepContext:
+    """Returned by :func:`get_step_context` inside a step or a step hook."""
+
+    run: RunContext
+    step_name: str
+    invocation_id: str
+    environment: Mapping[str, str] = field(default_factory=dict)
+    attempt: int = 1
+
+    @property
+    def pipeline_run(self) -> PipelineRunView:
+        """The run as the log shows it right now."""
+        from ._views import load_run_view
+
+        return load_run_view(self.run.home, self.run.run_id)
+
+    @property
+    def step_run(self) -> StepRunView:
+        """This step's run as the log shows it right now."""
+        return self.pipeline_run.steps[self.invocation_id]
+
+    @property
+    def pipeline_state(self) -> Any:
+        """What the pipeline's ``on_init`` hook returned (None without one)."""
+        return self.run.pipeline_state
+
+    @property
+    def model(self) -> Any:
+        """The run's ``Model``, if the pipeline or step has one."""
+        return self.run.model
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.run.pipeline_name
+
+
+_STEP: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
+    "evenflow_step_context", default=None
+)
+_RUN: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
+    "evenflow_run_context", default=None
+)
+
+
+def get_step_context() -> StepContext:
+    """The context of the step running in this task or thread.
+
+    Raises:
+        RuntimeError: called outside a running step.
+    """
+    ctx = _STEP.get()
+    if ctx is None:
+        raise RuntimeError("get_step_context() was called outside a running step")
+    return ctx
+
+
+@dataclass(slots=True)
+class PipelineContext:
+    """Returned by :func:`get_pipeline_context` in a pipeline body or hook."""
+
+    run: RunContext
+
+    @property
+    def name(self) -> str:
+        return self.run.pipeline_name
+
+    @property
+    def run_name(self) -> str:
+        return self.run.run_name
+
+    @property
+    def pipeline_state(self) -> Any:
+        return self.run.pipeline_state
+
+    @property
+    def model(self) -> Any:
+        return self.run.model
+
+
+def get_pipeline_context() -> PipelineContext:
+    """The context of the pipeline run this code belongs to.
+
+    Raises:
+        RuntimeError: called outside a pipeline run.
+    """
+    run = _RUN.get()
+    if run is None:
+        step = _STEP.get()
+        if step is None:
+            raise RuntimeError("get_pipeline_context() was called outside a pipeline run")
+        run = step.run
+    return PipelineContext(run)
+
+
+def log_metadata(metadata: Mapping[str, Any], **_: Any) -> None:
+    """Attach metadata to the current step run (or to the run, outside a step).
+
+    Recorded as a ``metadata.logged`` event when the step finishes.
+    """
+    step = _STEP.get()
+    if step is not None:
+        step.run.pending_metadata.append((step.invocation_id, dict(metadata)))
+        return
+    run = _RUN.get()
+    if run is None:
+        raise RuntimeError("log_metadata() was called outside a pipeline run")
+    run.pending_metadata.append((None, dict(metadata)))

@@ -1,0 +1,64 @@
+"""The composition root: one home's event store (with the projections registered inside its
+transactions) and artifact store, opened together.
+
+Nothing here is global: ``Engine.open()`` builds what a run needs from ``$EVENFLOW_HOME`` (or
+the given home) and closes it on exit. Pass an open engine to ``run_async(engine=...)`` to share
+one writer between many runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import cast
+
+from events import Durability, EventStore
+from projections import Projector
+
+from ._artifacts import ArtifactStore
+from ._home import Home
+from .errors import ConfigurationError
+
+
+def _durability(value: str | None) -> Durability:
+    value = value or os.environ.get("EVENFLOW_DURABILITY") or "normal"
+    if value not in ("normal", "full"):
+        raise ConfigurationError(
+            f"durability must be 'normal' or 'full', got {value!r} (EVENFLOW_DURABILITY)"
+        )
+    return cast(Durability, value)
+
+
+class Engine:
+    """An open home: ``store`` (the event log), ``artifacts``, and this process's owner id."""
+
+    def __init__(self, home: Home, store: EventStore, artifacts: ArtifactStore) -> None:
+        self.home = home
+        self.store = store
+        self.artifacts = artifacts
+        self.owner_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, home: str | Path | None = None, *, durability: str | None = None
+    ) -> AsyncIterator[Engine]:
+        """Open the home at ``home`` (default ``$EVENFLOW_HOME`` or ``~/.evenflow``).
+
+        ``durability`` is ``"normal"`` (default) or ``"full"``; ``$EVENFLOW_DURABILITY`` sets
+        the default.
+        """
+        resolved = Home.resolve(home)
+        mode = _durability(durability)
+        try:
+            async with EventStore.open(resolved.db, durability=mode, hooks=[Projector()]) as store:
+                yield cls(resolved, store, ArtifactStore(resolved.artifacts))
+        except BaseExceptionGroup as group:
+            # The store's task group wraps what the body raised; users get the error itself.
+            if len(group.exceptions) != 1:
+                raise
+            exc = group.exceptions[0]
+            raise exc from exc.__cause__

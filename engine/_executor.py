@@ -1,0 +1,166 @@
+"""Running one step attempt: load its inputs, call it, check and store its outputs.
+
+Sync steps run in a worker thread under the run's ``CapacityLimiter`` (never anyio's default 40),
+and the thread does the whole attempt (inputs, call, outputs) so an attempt costs one thread hop.
+Async steps run on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from events import ArtifactRef, InputRef
+
+from ._artifacts import ArtifactStore, check_output_type
+from ._context import _STEP, StepContext
+from .errors import StepOutputError, StepTimeoutError
+
+if TYPE_CHECKING:
+    from ._step import BaseStep
+
+
+def _resolve_inputs(
+    artifacts: ArtifactStore,
+    inputs: Mapping[str, InputRef | list[InputRef]],
+    produced: Mapping[str, Mapping[str, ArtifactRef]],
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, ref in inputs.items():
+        if isinstance(ref, list):
+            values[name] = [artifacts.load(produced[r.step][r.output]) for r in ref]
+        else:
+            values[name] = artifacts.load(produced[ref.step][ref.output])
+    return values
+
+
+def _store_outputs(
+    artifacts: ArtifactStore, step: BaseStep, invocation: str, result: Any
+) -> dict[str, ArtifactRef]:
+    outputs = step.signature.outputs
+    if not outputs:
+        if result is not None:
+            raise StepOutputError(
+                f"step {invocation!r} declares no outputs (-> None) but returned a "
+                f"{type(result).__name__}"
+            )
+        return {}
+    if len(outputs) == 1:
+        values = (result,)
+    else:
+        if not isinstance(result, tuple | list) or len(result) != len(outputs):
+            got = len(result) if isinstance(result, tuple | list) else 1
+            names = ", ".join(o.name for o in outputs)
+            raise StepOutputError(
+                f"step {invocation!r} returned {got} value(s) but declares {len(outputs)} "
+                f"outputs ({names})"
+            )
+        values = tuple(result)
+    materializers = step.options.output_materializers
+    refs: dict[str, ArtifactRef] = {}
+    for spec, value in zip(outputs, values, strict=True):
+        check_output_type(invocation, spec.name, value, spec.annotation)
+        if isinstance(materializers, Mapping):
+            materializer = materializers.get(spec.name)
+        else:
+            materializer = materializers
+        data_type = spec.annotation if isinstance(spec.annotation, type) else None
+        refs[spec.name] = artifacts.save(
+            value, name=spec.name, materializer=materializer, data_type=data_type
+        )
+    return refs
+
+
+class StepExecutor:
+    """Runs step attempts for one run."""
+
+    def __init__(self, artifacts: ArtifactStore, thread_limiter: anyio.CapacityLimiter) -> None:
+        self.artifacts = artifacts
+        self.thread_limiter = thread_limiter
+
+    def _attempt_sync(
+        self,
+        step: BaseStep,
+        ctx: StepContext,
+        inputs: Mapping[str, InputRef | list[InputRef]],
+        parameters: Mapping[str, Any],
+        produced: Mapping[str, Mapping[str, ArtifactRef]],
+    ) -> dict[str, ArtifactRef]:
+        token = _STEP.set(ctx)
+        try:
+            kwargs = _resolve_inputs(self.artifacts, inputs, produced)
+            kwargs.update(parameters)
+            result = step.entrypoint(**kwargs)
+            return _store_outputs(self.artifacts, step, ctx.invocation_id, result)
+        finally:
+            _STEP.reset(token)
+
+    async def _attempt_async(
+        self,
+        step: BaseStep,
+        ctx: StepContext,
+        inputs: Mapping[str, InputRef | list[InputRef]],
+        parameters: Mapping[str, Any],
+        produced: Mapping[str, Mapping[str, ArtifactRef]],
+    ) -> dict[str, ArtifactRef]:
+        token = _STEP.set(ctx)
+        try:
+            kwargs = _resolve_inputs(self.artifacts, inputs, produced) if inputs else {}
+            kwargs.update(parameters)
+            result = await step.entrypoint(**kwargs)
+            return _store_outputs(self.artifacts, step, ctx.invocation_id, result)
+        finally:
+            _STEP.reset(token)
+
+    async def run(
+        self,
+        step: BaseStep,
+        ctx: StepContext,
+        inputs: Mapping[str, InputRef | list[InputRef]],
+        parameters: Mapping[str, Any],
+        produced: Mapping[str, Mapping[str, ArtifactRef]],
+    ) -> dict[str, ArtifactRef]:
+        """One attempt; returns output name -> stored artifact. Raises what the step raised,
+        :class:`StepOutputError` for bad outputs or :class:`StepTimeoutError`."""
+        timeout = step.options.timeout
+        if step.signature.is_async:
+            if timeout is None:
+                return await self._attempt_async(step, ctx, inputs, parameters, produced)
+            with anyio.move_on_after(timeout) as scope:
+                return await self._attempt_async(step, ctx, inputs, parameters, produced)
+            if scope.cancelled_caught:
+                raise StepTimeoutError(f"step {ctx.invocation_id!r} timed out after {timeout} s")
+            raise AssertionError("unreachable")  # pragma: no cover
+        call = anyio.to_thread.run_sync
+        if timeout is None:
+            return await call(
+                self._attempt_sync,
+                step,
+                ctx,
+                inputs,
+                parameters,
+                produced,
+                limiter=self.thread_limiter,
+                abandon_on_cancel=True,
+            )
+        # A thread cannot be killed: past its timeout the attempt is abandoned (it may finish in
+        # the background, its result discarded) and recorded as failed.
+        with anyio.move_on_after(timeout) as scope:
+            return await call(
+                self._attempt_sync,
+                step,
+                ctx,
+                inputs,
+                parameters,
+                produced,
+                limiter=self.thread_limiter,
+                abandon_on_cancel=True,
+            )
+        if scope.cancelled_caught:
+            raise StepTimeoutError(
+                f"step {ctx.invocation_id!r} timed out after {timeout} s (its thread was "
+                "abandoned; it cannot be killed)"
+            )
+        raise AssertionError("unreachable")  # pragma: no cover

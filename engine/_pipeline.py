@@ -1,0 +1,310 @@
+"""``@pipeline``: compile a body into a DAG and run it on the event log."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+import anyio
+
+from . import _compile
+from ._engine import Engine
+from ._run import RunLoop, RunPlan
+from ._views import PipelineRunView, load_run_view_async
+from .enums import ExecutionMode
+from .errors import PipelineDefinitionError, PipelineRunFailedError
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_MAX_CONCURRENCY = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    """Decorator options plus the per-run options ``with_options`` adds."""
+
+    name: str | None = None
+    enable_cache: bool | None = None
+    cache_policy: Any = None
+    enable_artifact_metadata: bool | None = None
+    enable_step_logs: bool | None = None
+    settings: Mapping[str, Any] | None = None
+    tags: list[str] | None = None
+    model: Any = None
+    on_init: Any = None
+    on_init_kwargs: Mapping[str, Any] | None = None
+    on_success: Any = None
+    on_failure: Any = None
+    on_cleanup: Any = None
+    environment: Mapping[str, str] | None = None
+    secrets: list[str] | None = None
+    execution_mode: ExecutionMode | str | None = None
+    dynamic: bool = False
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    retry: Any = None
+    extra: Mapping[str, Any] | None = None
+    # run options (with_options / PipelineRunConfiguration)
+    run_name: str | None = None
+    schedule: Any = None
+    config_path: str | None = None
+    steps: Mapping[str, Any] | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    raise_on_failure: bool = True
+
+
+_DECORATOR_OPTIONS = frozenset(
+    f.name
+    for f in fields(PipelineOptions)
+    if f.name not in ("run_name", "schedule", "config_path", "steps", "parameters")
+)
+_ALL_OPTIONS = frozenset(f.name for f in fields(PipelineOptions))
+
+
+def _check(owner: str, options: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = set(options) - allowed
+    if unknown:
+        raise PipelineDefinitionError(
+            f"{owner}: unknown option(s) {sorted(unknown)}; known: {sorted(allowed)}"
+        )
+    mode = options.get("execution_mode")
+    if mode is not None:
+        try:
+            ExecutionMode(mode)
+        except ValueError:
+            raise PipelineDefinitionError(
+                f"{owner}: execution_mode must be one of "
+                f"{[m.value for m in ExecutionMode]}, got {mode!r}"
+            ) from None
+    conc = options.get("max_concurrency")
+    if conc is not None and (not isinstance(conc, int) or conc < 1):
+        raise PipelineDefinitionError(f"{owner}: max_concurrency must be an int >= 1")
+
+
+def _format_run_name(template: str, now: dt.datetime) -> str:
+    return template.replace("{date}", now.strftime("%Y_%m_%d")).replace(
+        "{time}", now.strftime("%H_%M_%S_%f")
+    )
+
+
+def _code_location(func: Callable[..., Any]) -> str:
+    """How to find the pipeline again: ``module:qualname`` or ``/abs/file.py:qualname``."""
+    module = func.__module__
+    if module == "__main__" or module not in sys.modules:
+        try:
+            return f"{Path(inspect.getfile(func)).resolve()}:{func.__qualname__}"
+        except (OSError, TypeError):
+            return f"{module}:{func.__qualname__}"
+    return f"{module}:{func.__qualname__}"
+
+
+class Pipeline:
+    """A pipeline. Create one with :func:`pipeline`."""
+
+    def __init__(self, func: Callable[..., Any], options: PipelineOptions) -> None:
+        self.entrypoint = func
+        self.options = options
+        self._signature = inspect.signature(func)
+        self.__doc__ = func.__doc__
+        self.__name__ = getattr(func, "__name__", "pipeline")
+        self.__wrapped__ = func
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name: ``name=`` if given, else the function's name."""
+        return self.options.name or self.entrypoint.__name__
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def with_options(self, **options: Any) -> Pipeline:
+        """A copy with run options (``run_name``, ``enable_cache``, ``schedule``, ``tags``,
+        ``steps``, ``config_path``, ``raise_on_failure``, ...). Accepts
+        ``**PipelineRunConfiguration(...)``."""
+        _check(f"pipeline {self.name!r}", options, _ALL_OPTIONS)
+        return Pipeline(self.entrypoint, replace(self.options, **options))
+
+    def configure(self, **options: Any) -> Pipeline:
+        """Change options in place; returns the pipeline."""
+        _check(f"pipeline {self.name!r}", options, _ALL_OPTIONS)
+        self.options = replace(self.options, **options)
+        return self
+
+    # -- compiling -------------------------------------------------------------------------
+
+    def _bind(self, args: tuple[Any, ...], params: Mapping[str, Any]) -> dict[str, Any]:
+        merged = {**self.options.parameters, **params}
+        try:
+            bound = self._signature.bind(*args, **merged)
+        except TypeError as exc:
+            raise PipelineDefinitionError(f"pipeline {self.name!r}: {exc}") from None
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        for key, value in values.items():
+            _compile.check_canonical(f"pipeline {self.name!r}", key, value)
+        return values
+
+    def compile(self, *args: Any, **params: Any) -> RunPlan:
+        """Compile the body with these parameters into a validated plan (no events yet)."""
+        values = self._bind(args, params)
+        compilation = _compile.Compilation(self.name)
+        token = _compile.CURRENT.set(compilation)
+        try:
+            returned = self.entrypoint(**values)
+        finally:
+            _compile.CURRENT.reset(token)
+        if inspect.isawaitable(returned):
+            close = getattr(returned, "close", None)
+            if close is not None:
+                close()
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r}: an async body needs @pipeline(dynamic=True)"
+            )
+        compilation.validate()
+        outputs = _outputs_of(self.name, returned)
+        opts = self.options
+        now = dt.datetime.now()
+        template = opts.run_name or "{pipeline}-{date}-{time}"
+        run_name = _format_run_name(template.replace("{pipeline}", self.name), now)
+        mode = ExecutionMode(opts.execution_mode or ExecutionMode.CONTINUE_ON_FAILURE)
+        return RunPlan(
+            run_id=str(uuid.uuid4()),
+            run_name=run_name,
+            pipeline=self.name,
+            invocations=compilation.invocations,
+            parameters=values,
+            outputs=outputs,
+            execution_mode=mode,
+            max_concurrency=opts.max_concurrency,
+            code=_code_location(self.entrypoint),
+            tags=list(opts.tags or []),
+            config=self._run_config(),
+        )
+
+    def _run_config(self) -> dict[str, Any]:
+        opts = self.options
+        config: dict[str, Any] = {"max_concurrency": opts.max_concurrency}
+        if opts.enable_cache is not None:
+            config["enable_cache"] = opts.enable_cache
+        if opts.settings:
+            config["settings"] = dict(opts.settings)
+        if opts.environment:
+            config["environment"] = dict(opts.environment)
+        if opts.secrets:
+            config["secrets"] = list(opts.secrets)
+        if opts.extra:
+            config["extra"] = dict(opts.extra)
+        return config
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run_async(
+        self, *args: Any, engine: Engine | None = None, **params: Any
+    ) -> PipelineRunView:
+        """Run inside an event loop and return the finished run's view.
+
+        Raises:
+            PipelineRunFailedError: the run failed (unless ``raise_on_failure=False``); its
+                ``.run`` is the view and its ``__cause__`` the first step's exception.
+        """
+        plan = self.compile(*args, **params)
+        if engine is None:
+            async with Engine.open() as opened:
+                return await self._execute(opened, plan)
+        return await self._execute(engine, plan)
+
+    async def _execute(self, engine: Engine, plan: RunPlan) -> PipelineRunView:
+        plan.run_name = await _unique_run_name(engine, plan.run_name)
+        outcome = await RunLoop(engine, plan).execute()
+        view = await load_run_view_async(engine, plan.run_id)
+        if outcome.status == "failed" and self.options.raise_on_failure:
+            raise PipelineRunFailedError(
+                f"pipeline {self.name!r} run {plan.run_name!r} failed: step "
+                f"{outcome.failed_step!r} raised {type(outcome.error).__name__}: {outcome.error}",
+                view,
+            ) from outcome.error
+        return view
+
+    def __call__(self, *args: Any, **params: Any) -> PipelineRunView:
+        """Run synchronously (from a script) and return the finished run's view."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r} was called inside a running event loop; use "
+                f"`await {self.name}.run_async(...)` there"
+            )
+        return anyio.run(lambda: self.run_async(*args, **params), backend="asyncio")
+
+    def run(self, *args: Any, schedule: Any = None, **params: Any) -> Any:
+        """Same as calling the pipeline; with ``schedule=`` it registers a schedule instead."""
+        if schedule is not None or self.options.schedule is not None:
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r}: schedules are not available yet in this version"
+            )
+        return self(*args, **params)
+
+    def __repr__(self) -> str:
+        return f"<pipeline {self.name}>"
+
+
+async def _unique_run_name(engine: Engine, name: str) -> str:
+    candidate, n = name, 1
+    while await engine.store.run_read(_name_taken, candidate):
+        n += 1
+        candidate = f"{name}_{n}"
+    return candidate
+
+
+def _name_taken(conn: Any, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM runs WHERE name = ?", (name,)).fetchone()
+    return row is not None
+
+
+def _outputs_of(pipeline: str, returned: Any) -> list[Any]:
+    items = returned if isinstance(returned, tuple | list) else [returned]
+    refs = []
+    for item in items:
+        if item is None:
+            continue
+        if isinstance(item, _compile.StepOutput):
+            if item.name:
+                refs.append(item.ref())
+            continue
+        raise PipelineDefinitionError(
+            f"pipeline {pipeline!r} returned a {type(item).__name__}; a pipeline body may only "
+            "return step outputs"
+        )
+    return refs
+
+
+@overload
+def pipeline(func: F, /) -> Pipeline: ...
+
+
+@overload
+def pipeline(func: None = None, /, **options: Any) -> Callable[[F], Pipeline]: ...
+
+
+def pipeline(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Turn a function into a pipeline (``@pipeline`` or ``@pipeline(name=..., ...)``).
+
+    Options: ``name, enable_cache, cache_policy, enable_artifact_metadata, enable_step_logs,
+    settings, tags, model, on_init, on_init_kwargs, on_success, on_failure, on_cleanup,
+    environment, secrets, execution_mode, dynamic, max_concurrency, retry``.
+    """
+
+    def decorate(f: Callable[..., Any]) -> Pipeline:
+        _check(f"pipeline {getattr(f, '__name__', f)!r}", options, _DECORATOR_OPTIONS)
+        return Pipeline(f, PipelineOptions(**options))
+
+    if func is not None:
+        return decorate(func)
+    _check("@pipeline(...)", options, _DECORATOR_OPTIONS)
+    return decorate

@@ -1,0 +1,203 @@
+"""``Client``: query runs, steps and artifacts of a home (``from engine.client import Client``).
+
+Every read comes from the projections (persisted views kept in the append transaction). The
+Client is synchronous, like ZenML's; it opens a short read-only connection per call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import projections
+from events import decode
+from events import Recorded as _Recorded
+
+from ._home import Home
+from ._views import (
+    ArtifactVersionView,
+    PipelineRunView,
+    _connect,
+    _read_view,
+    view_from_state,
+)
+from .enums import ExecutionStatus
+from .errors import ArtifactError, RunNotFoundError
+
+_SORT = {
+    "created": "created",
+    "asc:created": "created",
+    "-created": "-created",
+    "desc:created": "-created",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineInfo:
+    """A pipeline as seen through its runs (``Client().get_pipeline(name)``)."""
+
+    name: str
+    runs: list[PipelineRunView]
+
+    @property
+    def last_run(self) -> PipelineRunView:
+        """The most recently created run."""
+        if not self.runs:
+            raise RunNotFoundError(f"pipeline {self.name!r} has no runs")
+        return self.runs[0]
+
+
+def _catch_up(home: Home) -> None:
+    """Bring the persisted projections up to the log (another tool may have appended only
+    events). Runs the engine once in a helper thread so it also works inside an event loop."""
+    import anyio
+
+    from ._engine import Engine
+
+    async def _open() -> None:
+        async with Engine.open(home.root):
+            pass
+
+    errors: list[BaseException] = []
+
+    def _target() -> None:
+        try:
+            anyio.run(_open, backend="asyncio")
+        except BaseException as exc:  # re-raised in the caller's thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=_target, name="evenflow-catch-up")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+class Client:
+    """Read access to one evenflow home (default ``$EVENFLOW_HOME`` or ``~/.evenflow``)."""
+
+    def __init__(self, home: str | Path | None = None) -> None:
+        self.home = Home.resolve(home)
+
+    def _conn(self) -> Any:
+        if not self.home.db.exists():
+            return None
+        with _connect(self.home) as conn:
+            try:
+                behind = projections.checkpoint(conn) < _last_seq(conn)
+            except sqlite3.OperationalError:
+                behind = True
+        if behind:
+            _catch_up(self.home)
+        return _connect(self.home)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def get_pipeline_run(self, name_id_or_prefix: str) -> PipelineRunView:
+        """A run by id, unique id prefix (8+ characters) or name.
+
+        Raises:
+            RunNotFoundError: nothing matches, or the prefix matches several runs.
+        """
+        handle = self._conn()
+        if handle is None:
+            raise RunNotFoundError(f"no run {name_id_or_prefix!r}: {self.home.db} does not exist")
+        with handle as conn:
+            matches = projections.find_runs(conn, name_id_or_prefix)
+            if not matches:
+                raise RunNotFoundError(f"no run matches {name_id_or_prefix!r} in {self.home.db}")
+            if len(matches) > 1:
+                ids = ", ".join(m.id for m in matches[:5])
+                raise RunNotFoundError(
+                    f"{name_id_or_prefix!r} matches {len(matches)} runs ({ids}); give more of the id"
+                )
+            found = _read_view(conn, matches[0].id)
+        assert found is not None
+        return PipelineRunView(self.home, *found)
+
+    def list_pipeline_runs(
+        self,
+        pipeline: str | None = None,
+        status: ExecutionStatus | str | None = None,
+        tags: list[str] | str | None = None,
+        since: dt.datetime | float | None = None,
+        size: int | None = None,
+        sort_by: str = "desc:created",
+        schedule: str | None = None,
+    ) -> list[PipelineRunView]:
+        """Runs, newest first by default, filtered by pipeline name, status, tags (all must
+        match), creation time and schedule id."""
+        if sort_by not in _SORT:
+            raise ValueError(f"sort_by must be one of {sorted(_SORT)}, got {sort_by!r}")
+        handle = self._conn()
+        if handle is None:
+            return []
+        if isinstance(since, dt.datetime):
+            since = since.timestamp()
+        if isinstance(tags, str):
+            tags = [tags]
+        status_value = None if status is None else ExecutionStatus(status)
+        with handle as conn:
+            runs = projections.list_runs(
+                conn,
+                pipeline=pipeline,
+                status=status_value,
+                tags=tags,
+                since=since,
+                size=size,
+                sort_by=_SORT[sort_by],
+                schedule_id=schedule,
+            )
+            return [
+                PipelineRunView(self.home, run, projections.get_steps(conn, run.id))
+                for run in runs
+            ]
+
+    def get_pipeline(self, name: str) -> PipelineInfo:
+        """A pipeline by name, with its runs newest first."""
+        runs = self.list_pipeline_runs(pipeline=name)
+        if not runs:
+            raise RunNotFoundError(f"no pipeline named {name!r} has runs in {self.home.db}")
+        return PipelineInfo(name, runs)
+
+    def get_run_state(self, run_id: str, at_seq: int | None = None) -> PipelineRunView:
+        """The run as it was after event ``at_seq`` (time travel), folded from the log."""
+        run_id = self.get_pipeline_run(run_id).id
+        with _connect(self.home) as conn:
+            sql = (
+                "SELECT seq, stream, version, type, recorded_at, payload, hash FROM events "
+                "WHERE stream = ?"
+            )
+            params: list[Any] = [run_id]
+            if at_seq is not None:
+                sql += " AND seq <= ?"
+                params.append(at_seq)
+            rows = conn.execute(sql + " ORDER BY seq", params).fetchall()
+        records = [_Recorded(r[0], r[1], r[2], r[3], r[4], decode(r[5]), r[6]) for r in rows]
+        state = projections.fold_run(records)
+        if state is None:
+            raise RunNotFoundError(f"run {run_id!r} has no events at or before seq {at_seq}")
+        return view_from_state(self.home, state)
+
+    # -- artifacts -------------------------------------------------------------------------
+
+    def get_artifact_version(self, name: str, version: int | None = None) -> ArtifactVersionView:
+        """An artifact by output name (and version number; the latest by default)."""
+        handle = self._conn()
+        if handle is None:
+            raise ArtifactError(f"no artifact {name!r}: {self.home.db} does not exist")
+        with handle as conn:
+            found = projections.get_artifact_version(conn, name, version)
+        if found is None:
+            which = "any version" if version is None else f"version {version}"
+            raise ArtifactError(f"no artifact named {name!r} ({which}) in {self.home.db}")
+        return ArtifactVersionView(self.home, found.ref, found.version)
+
+
+def _last_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
+    return int(row[0] or 0)

@@ -1,0 +1,173 @@
+"""The read-model tables: their DDL, and the SQL that reads and writes their rows.
+
+Tables live in the event store's database, so rows commit atomically with the events they
+fold. ``runs`` and ``step_runs`` keep a few columns for filtering plus the whole view as a
+msgpack BLOB; ``artifacts`` is plain columns. ``projection_checkpoints`` holds the seq each
+projection has folded up to, written in the same transaction as its rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+from events import ArtifactRef
+
+from ._views import RunView, StepView, decode_run, decode_step, encode_view
+
+CHECKPOINT = "core"
+"""This projection's row in ``projection_checkpoints``."""
+
+TABLES = ("runs", "step_runs", "artifacts")
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    pipeline TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    ended_at REAL,
+    tags TEXT NOT NULL,
+    schedule_id TEXT,
+    view BLOB NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_by_schedule ON runs (schedule_id, created_at)",
+    """CREATE TABLE IF NOT EXISTS step_runs (
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    view BLOB NOT NULL,
+    PRIMARY KEY (run_id, step_id)
+)""",
+    """CREATE TABLE IF NOT EXISTS artifacts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    materializer TEXT NOT NULL,
+    type_name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL
+)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS artifacts_by_name ON artifacts (name, version)",
+    "CREATE INDEX IF NOT EXISTS artifacts_by_run ON artifacts (run_id, step_id)",
+    """CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+)""",
+)
+
+# Upserts, not INSERT OR REPLACE: REPLACE would silently delete another run holding the same
+# name; an upsert raises instead (and names are made unique before rows are written).
+UPSERT_RUN = (
+    "INSERT INTO runs (id, name, pipeline, status, created_at, ended_at, tags, schedule_id, view)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
+    " pipeline = excluded.pipeline, status = excluded.status, created_at = excluded.created_at,"
+    " ended_at = excluded.ended_at, tags = excluded.tags, schedule_id = excluded.schedule_id,"
+    " view = excluded.view"
+)
+UPSERT_STEP = (
+    "INSERT INTO step_runs (run_id, step_id, status, view) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, view = excluded.view"
+)
+INSERT_ARTIFACT = (
+    "INSERT INTO artifacts (id, name, version, run_id, step_id, content_hash, uri, materializer,"
+    " type_name, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+ARTIFACT_COLUMNS = (
+    "id, name, version, run_id, step_id, content_hash, uri, materializer, type_name, size,"
+    " created_at"
+)
+SET_CHECKPOINT = (
+    "INSERT INTO projection_checkpoints (name, seq) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
+)
+EVENT_COLUMNS = "seq, stream, version, type, recorded_at, payload, hash"
+
+_tags_encoder = msgspec.json.Encoder()
+
+RunRow = tuple[str, str, str, str, float, float | None, str, str | None, bytes]
+StepRow = tuple[str, str, str, bytes]
+ArtifactRow = tuple[str, str, int, str, str, str, str, str, str, int, float]
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """Create the tables and indexes that are missing, and this projection's checkpoint row."""
+    for statement in DDL:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT OR IGNORE INTO projection_checkpoints (name, seq) VALUES (?, 0)", (CHECKPOINT,)
+    )
+
+
+def run_row(view: RunView) -> RunRow:
+    """The ``runs`` row of a run view."""
+    return (
+        view.id,
+        view.name,
+        view.pipeline,
+        view.status.value,
+        view.created_at,
+        view.ended_at,
+        _tags_encoder.encode(view.tags).decode(),
+        view.schedule_id,
+        encode_view(view),
+    )
+
+
+def step_row(view: StepView) -> StepRow:
+    """The ``step_runs`` row of a step view."""
+    return (view.run_id, view.id, view.status.value, encode_view(view))
+
+
+def artifact_row(
+    ref: ArtifactRef, version: int, run_id: str, step_id: str, created_at: float
+) -> ArtifactRow:
+    """The ``artifacts`` row of a stored artifact."""
+    return (
+        ref.id,
+        ref.name,
+        version,
+        run_id,
+        step_id,
+        ref.content_hash,
+        ref.uri,
+        ref.materializer,
+        ref.type_name,
+        ref.size,
+        created_at,
+    )
+
+
+def load_run(conn: sqlite3.Connection, run_id: str) -> RunView | None:
+    """The stored view of a run, or None."""
+    row = conn.execute("SELECT view FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return None if row is None else decode_run(row[0])
+
+
+def load_step(conn: sqlite3.Connection, run_id: str, step_id: str) -> StepView | None:
+    """The stored view of a step run, or None."""
+    row = conn.execute(
+        "SELECT view FROM step_runs WHERE run_id = ? AND step_id = ?", (run_id, step_id)
+    ).fetchone()
+    return None if row is None else decode_step(row[0])
+
+
+def read_checkpoint(conn: sqlite3.Connection) -> tuple[int, bytes]:
+    """This projection's checkpoint seq and the chain hash of the event at it (b"" if none)."""
+    row = conn.execute(
+        "SELECT c.seq, e.hash FROM projection_checkpoints AS c"
+        " LEFT JOIN events AS e ON e.seq = c.seq WHERE c.name = ?",
+        (CHECKPOINT,),
+    ).fetchone()
+    if row is None:
+        return 0, b""
+    return int(row[0]), bytes(row[1]) if row[1] is not None else b""
