@@ -18,7 +18,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/python examples/demo.py
+	$(BIN)/evenflow run examples/demo.py:demo_pipeline
+	$(BIN)/evenflow runs show latest
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

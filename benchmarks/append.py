@@ -8,10 +8,14 @@
    ``sqlite3`` loop into a fresh database with the same schema (WAL, synchronous=NORMAL, one
    transaction per batch of ``B``): the floor. ``ratio`` is store rate / plain rate.
 3. ``--latency-appends`` sequential ``await append()`` calls of one event each: median and p99.
+
+Each of ``--rounds`` rounds runs 1-3 on fresh files; rates and ratio are medians over rounds (this
+machine's speed drifts by tens of percent from minute to minute).
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -66,34 +70,59 @@ async def _store_phase(
 
 
 def run(
-    events: int, batch: int, producers: int, latency_appends: int, durability: str
+    events: int,
+    batch: int,
+    producers: int,
+    latency_appends: int,
+    durability: str,
+    rounds: int,
 ) -> dict[str, Any]:
-    """Run the benchmark in a temporary directory; return the result dict."""
-    with tempfile.TemporaryDirectory(prefix="evenflow-bench-") as tmp:
-        store_db = Path(tmp) / "store.db"
-        store_rate, samples = anyio.run(
-            _store_phase,
-            store_db,
-            events,
-            batch,
-            producers,
-            latency_appends,
-            durability,
-            backend="asyncio",
-        )
-        rows = read_rows(store_db)[: (events // producers) * producers]
-        batches = [rows[i : i + batch] for i in range(0, len(rows), batch)]
-        plain_rate = plain_insert_rate(Path(tmp) / "plain.db", batches)
+    """Run the benchmark ``rounds`` times in a temporary directory; return the result dict.
+
+    Each round measures the store, then the plain loop on that round's rows, so a slow spell of
+    the machine hits both; the figures are the medians over the rounds.
+    """
+    store_rates: list[float] = []
+    plain_rates: list[float] = []
+    ratios: list[float] = []
+    samples: list[float] = []
+    n_rows = 0
+    for r in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="evenflow-bench-") as tmp:
+            store_db = Path(tmp) / "store.db"
+            store_rate, round_samples = anyio.run(
+                _store_phase,
+                store_db,
+                events,
+                batch,
+                producers,
+                latency_appends,
+                durability,
+                backend="asyncio",
+            )
+            rows = read_rows(store_db)[: (events // producers) * producers]
+            batches = [rows[i : i + batch] for i in range(0, len(rows), batch)]
+            plain_rate = plain_insert_rate(Path(tmp) / f"plain-{r}.db", batches)
+        n_rows = len(rows)
+        store_rates.append(store_rate)
+        plain_rates.append(plain_rate)
+        ratios.append(store_rate / plain_rate)
+        samples.extend(round_samples)
     return {
         "benchmark": "append",
-        "events": len(rows),
+        "events": n_rows,
         "batch": batch,
         "producers": producers,
         "durability": durability,
-        "store_events_per_s": round(store_rate),
-        "plain_sqlite_events_per_s": round(plain_rate),
-        "ratio": round(store_rate / plain_rate, 3),
-        "single_append": {"appends": latency_appends, **latency_summary_ms(samples)},
+        "rounds": rounds,
+        "store_events_per_s": round(statistics.median(store_rates)),
+        "plain_sqlite_events_per_s": round(statistics.median(plain_rates)),
+        "ratio": round(statistics.median(ratios), 3),
+        "per_round": {
+            "store_events_per_s": [round(x) for x in store_rates],
+            "plain_sqlite_events_per_s": [round(x) for x in plain_rates],
+        },
+        "single_append": {"appends": len(samples), **latency_summary_ms(samples)},
         "peak_rss_mb": peak_rss_mb(),
         "environment": environment(),
     }
@@ -106,8 +135,16 @@ def main() -> None:
     p.add_argument("--producers", type=int, default=4, help="concurrent appending tasks")
     p.add_argument("--latency-appends", type=int, default=2_000)
     p.add_argument("--durability", choices=("normal", "full"), default="normal")
+    p.add_argument("--rounds", type=int, default=3, help="repeat and report medians")
     args = p.parse_args()
-    result = run(args.events, args.batch, args.producers, args.latency_appends, args.durability)
+    result = run(
+        args.events,
+        args.batch,
+        args.producers,
+        args.latency_appends,
+        args.durability,
+        args.rounds,
+    )
     emit(result, as_json=args.json)
 
 

@@ -43,6 +43,7 @@ __all__ = ["ArtifactStore", "check_output_type"]
 _CACHE_ITEM = 64 * 1024
 _CACHE_BYTES = 32 * 1024 * 1024
 
+
 def _new_id() -> str:
     """A random UUID4 in hex, as ``uuid.uuid4().hex`` but four times faster (this is hot)."""
     raw = bytearray(os.urandom(16))
@@ -271,7 +272,7 @@ class ArtifactStore:
         """Whether ``ref``'s content is on disk (a cache entry whose files are gone is a miss)."""
         if os.path.exists(self.path_of(ref)):
             return True
-        self._known.discard(ref.content_hash)
+        self._forget(ref.content_hash)
         return False
 
     def load(self, ref: ArtifactRef) -> Any:
@@ -288,6 +289,8 @@ class ArtifactStore:
         try:
             if _uses_bytes(materializer):
                 data = self._recent.get(ref.content_hash)
+                if data is not None and not os.path.exists(path):
+                    raise FileNotFoundError(path)  # the file on disk stays the truth
                 if data is None:
                     with open(path, "rb") as f:
                         data = f.read()
@@ -298,12 +301,19 @@ class ArtifactStore:
                 raise FileNotFoundError(path)
             return materializer(os.fspath(path), self._files).load(data_type)
         except FileNotFoundError as exc:
-            self._known.discard(ref.content_hash)
+            self._forget(ref.content_hash)
             raise ArtifactError(f"{label} is missing: {path}") from exc
         except Exception as exc:
             raise ArtifactError(
                 f"{label} cannot be loaded from {path} by {ref.materializer}: {exc}"
             ) from exc
+
+    def _forget(self, digest: str) -> None:
+        """Content found missing on disk: stop trusting any memory of it."""
+        self._known.discard(digest)
+        with self._recent_lock:
+            if digest in self._recent:
+                self._recent_size -= len(self._recent.pop(digest))
 
     def _remember(self, digest: str, data: bytes) -> None:
         size = len(data)
@@ -327,10 +337,7 @@ class ArtifactStore:
         """
         if len(content_hash) != 64 or content_hash.strip("0123456789abcdef"):
             raise ArtifactError(f"{content_hash!r} is not an artifact content hash")
-        self._known.discard(content_hash)
-        with self._recent_lock:
-            if content_hash in self._recent:
-                self._recent_size -= len(self._recent.pop(content_hash))
+        self._forget(content_hash)
         path = os.path.join(self._root, content_hash[:2], content_hash)
         try:
             if os.path.isdir(path) and not os.path.islink(path):

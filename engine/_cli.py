@@ -59,6 +59,8 @@ def _report(message: str, exc: BaseException | None, debug: bool) -> None:
 def _describe(exc: BaseException) -> str:
     from .errors import EngineError
 
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
     if isinstance(exc, CliError | EngineError):
         return str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -70,8 +72,11 @@ def _errors(ctx: typer.Context) -> Iterator[None]:
     options = ctx.find_object(_Options) or _Options()
     try:
         yield
-    except (typer.Exit, typer.Abort, KeyboardInterrupt):
-        raise
+    except (typer.Exit, typer.Abort, BrokenPipeError):
+        raise  # typer exits 1 quietly on a closed stdout (``evenflow runs list | head -1``)
+    except KeyboardInterrupt as exc:
+        _report("interrupted", exc, options.debug)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except CliError as exc:
         _report(str(exc), exc, options.debug)
         raise typer.Exit(exc.code) from None
@@ -80,36 +85,17 @@ def _errors(ctx: typer.Context) -> Iterator[None]:
         raise typer.Exit(EXIT_USAGE) from None
 
 
-@contextlib.contextmanager
-def _engine_logs(debug: bool) -> Iterator[None]:
-    """While a command runs the engine, its structlog diagnostics go to stderr, and only at
-    error level unless ``--debug``: stdout belongs to the display (or to ``--json``), and a
-    failed run is reported once, by its ``error:`` line. The previous configuration is restored
-    afterwards (the CLI is an edge, not the owner of the process's logging)."""
-    import logging
-
-    import structlog
-
-    configured, saved = structlog.is_configured(), structlog.get_config()
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if debug else logging.ERROR
-        ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-    try:
-        yield
-    finally:
-        if configured:
-            structlog.configure(**saved)
-        else:
-            structlog.reset_defaults()
-
-
 def _console() -> Console:
+    """Stdout. Not a terminal (a pipe, CI) and no ``$COLUMNS``: wide, so rows are not wrapped
+    at rich's default 80 columns."""
+    import os
+
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=200)
+    return console
 
 
 def _print_json(obj: Any) -> None:
@@ -164,8 +150,11 @@ def run_command(
 ) -> None:
     """Run a pipeline and follow its steps live."""
     debug = (ctx.find_object(_Options) or _Options()).debug
-    with _errors(ctx), _engine_logs(debug):
-        code = _run(target, param or [], as_json)
+    with _errors(ctx):
+        from ._cli_live import engine_logs
+
+        with engine_logs(debug):
+            code = _run(target, param or [], as_json)
     raise typer.Exit(code)
 
 

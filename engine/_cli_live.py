@@ -9,10 +9,15 @@ so what the display shows is exactly what ``runs show`` will read afterwards.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
+import structlog
 
 import projections
 from events import Recorded, RunCreated, RunStarted, StepDeclared
@@ -20,7 +25,7 @@ from events import Recorded, RunCreated, RunStarted, StepDeclared
 from . import _cli_render as render
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import Console, ConsoleOptions, RenderableType
 
     from ._pipeline import Pipeline
     from ._views import PipelineRunView
@@ -97,18 +102,19 @@ class RunTracker:
         end = self.run.ended_at if self.run.ended_at is not None else time.time()
         return end - self.run.started_at
 
+    def progress(self) -> str:
+        """``in 2.31s: 8/8 steps done: 8 completed`` (``for ...`` while the run is live)."""
+        steps = list(self.steps.values())
+        counts = render.count_statuses(s.status.value for s in steps)
+        verb = "in" if self.finished else "for"
+        took = render.fmt_duration(self.elapsed())
+        return f"{verb} {took}: {render.fmt_counts(counts, len(steps))}"
+
     def summary(self) -> str:
         """``run NAME completed in 2.31s: 8/8 steps done: 8 completed``."""
         if self.run is None:
             return "waiting for the run to start"
-        steps = list(self.steps.values())
-        counts = render.count_statuses(s.status.value for s in steps)
-        took = render.fmt_duration(self.elapsed())
-        verb = "in" if self.run.status.is_finished else "for"
-        return (
-            f"run {self.run.name} {self.run.status.value} {verb} {took}: "
-            f"{render.fmt_counts(counts, len(steps))}"
-        )
+        return f"run {self.run.name} {self.run.status.value} {self.progress()}"
 
 
 def _step_duration(step: projections.StepView) -> float | None:
@@ -121,12 +127,32 @@ def _step_duration(step: projections.StepView) -> float | None:
 
 def _step_note(step: projections.StepView) -> str:
     if step.error:
-        return f"{step.error_type or 'error'}: {step.error}"
+        return " ".join(f"{step.error_type or 'error'}: {step.error}".split())
     if step.original_step_run_id:
         return f"cache hit from run {step.original_step_run_id.split('/')[0][:8]}"
     if step.attempt > 1:
         return f"attempt {step.attempt}"
     return ""
+
+
+_QUIET = frozenset({"completed", "cached", "pending"})
+
+
+def visible_steps(
+    steps: list[projections.StepView], rows: int
+) -> tuple[list[projections.StepView], str]:
+    """At most ``rows`` steps to show, in declaration order, and a note on the rest.
+
+    A run taller than the terminal shows the steps worth watching (running, queued, failed,
+    ...) first and hides completed, cached and pending ones: ``runs show`` has them all."""
+    if len(steps) <= rows:
+        return steps, ""
+    keep = [s for s in steps if s.status not in _QUIET][: max(rows - 1, 1)]
+    shown = {s.id for s in keep}
+    hidden = render.count_statuses(s.status.value for s in steps if s.id not in shown)
+    note = ", ".join(f"{n} {status}" for status, n in hidden.items())
+    more = "more " if keep else ""
+    return keep, f"... {len(steps) - len(keep)} {more}steps ({note})"
 
 
 class LiveView:
@@ -135,25 +161,37 @@ class LiveView:
     def __init__(self, tracker: RunTracker) -> None:
         self.tracker = tracker
 
-    def __rich__(self) -> RenderableType:
-        from rich.console import Group
+    def __rich_console__(
+        self, console: Console, options: ConsoleOptions
+    ) -> Iterator[RenderableType]:
         from rich.table import Table
         from rich.text import Text
 
+        run = self.tracker.run
+        if run is None:
+            yield Text(self.tracker.summary(), style="dim")
+            return
+        yield Text.assemble(("run ", "bold"), (run.name, "bold"), (f"  {run.id}", "dim"))
         table = Table(box=None, header_style="bold", pad_edge=False)
         table.add_column("step", no_wrap=True)
         table.add_column("status", no_wrap=True)
         table.add_column("duration", justify="right", no_wrap=True)
         table.add_column("", overflow="ellipsis", no_wrap=True)
         # list(): the refresh thread reads while the event loop folds (a dict copy is atomic).
-        for step in list(self.tracker.steps.values()):
+        rows = max(options.max_height - 4, 8)
+        steps, more = visible_steps(list(self.tracker.steps.values()), rows)
+        for step in steps:
             table.add_row(
                 step.id,
                 render.status_text(step.status.value),
                 render.fmt_duration(_step_duration(step)),
                 Text(_step_note(step), style="dim red" if step.error else "dim"),
             )
-        return Group(table, Text(self.tracker.summary(), style="bold"))
+        if steps:
+            yield table
+        if more:
+            yield Text(more, style="dim")
+        yield Text.assemble(render.status_text(run.status.value), " ", self.tracker.progress())
 
 
 class Sink(Protocol):
@@ -178,8 +216,9 @@ class LiveSink:
         self.live.start()
 
     def update(self, changed: list[projections.StepView]) -> None:
-        if changed:
-            self.live.refresh()
+        # Nothing to do: Live redraws at 10 Hz from its own thread. Redrawing per event would
+        # render the whole table on the event loop once per event (quadratic in big runs).
+        pass
 
     def stop(self) -> None:
         self.live.stop()
@@ -204,16 +243,16 @@ class LineSink:
         if not self.announced:
             self.announced = True
             print(f"run {run.name} ({run.id}): {len(self.tracker.steps)} steps", flush=True)
+        width = max((len(s) for s in self.tracker.steps), default=0)
         for step in changed:
             if step.status == "pending":
                 continue
-            width = max((len(s) for s in self.tracker.steps), default=0)
             line = f"{self.tracker.elapsed():8.2f}s  {step.id:<{width}}  {step.status.value}"
             if step.status.is_finished and step.duration is not None:
                 line += f" in {render.fmt_duration(step.duration)}"
             note = _step_note(step)
             if note:
-                line += f"  ({' '.join(note.split())})"
+                line += f"  ({note})"
             print(line, flush=True)
 
     def stop(self) -> None:
@@ -232,6 +271,28 @@ class NoSink:
         pass
 
 
+@contextlib.contextmanager
+def engine_logs(debug: bool) -> Iterator[None]:
+    """While a command runs the engine, its structlog diagnostics go to stderr, and only at
+    error level unless ``--debug``: stdout belongs to the display (or to ``--json``), and a
+    failed run is reported once, by its ``error:`` line. The previous configuration is restored
+    afterwards (the CLI is an edge, not the owner of the process's logging)."""
+    configured, saved = structlog.is_configured(), structlog.get_config()
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.DEBUG if debug else logging.ERROR
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    try:
+        yield
+    finally:
+        if configured:
+            structlog.configure(**saved)
+        else:
+            structlog.reset_defaults()
+
+
 async def run_followed(
     pipe: Pipeline, params: dict[str, Any], display: Display, console: Console | None
 ) -> tuple[PipelineRunView | None, BaseException | None, bool]:
@@ -243,6 +304,7 @@ async def run_followed(
         started to arrive (an error before that is an input error, not a failed run).
     """
     from ._engine import Engine
+    from .errors import PipelineRunFailedError
 
     async with Engine.open() as engine:
         tracker = RunTracker(pipe.name, engine.owner_id)
@@ -274,9 +336,11 @@ async def run_followed(
                         view = await pipe.run_async(engine=engine, **params)
                     except Exception as exc:  # reported by the caller, after the display stops
                         error = exc
-                    if tracker.run is not None or view is not None:
+                    ran = error is None or isinstance(error, PipelineRunFailedError)
+                    if ran or tracker.run is not None:
                         # The terminal event is committed before run_async returns; let the
-                        # follower fold it (bounded, in case the run ended without one).
+                        # follower (which may lag) fold it. Bounded, in case the run ended
+                        # without one.
                         with anyio.move_on_after(_DRAIN_SECONDS):
                             await finished.wait()
                     tg.cancel_scope.cancel()

@@ -71,6 +71,8 @@ def import_file(path: Path) -> ModuleType:
     if folder not in sys.path:
         sys.path.insert(0, folder)
     module = importlib.util.module_from_spec(spec)
+    # Runs record this file as their code location, so `runs resume` finds it from anywhere.
+    module.__evenflow_file__ = str(path)  # type: ignore[attr-defined]
     # Registered before executing, like any import: dataclasses and pickling look it up there.
     sys.modules[name] = module
     try:

@@ -104,11 +104,11 @@ def count_statuses(statuses: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-def fmt_counts(counts: dict[str, int], total: int) -> str:
-    """``6/8 done: 5 completed, 1 cached, 2 running``."""
+def fmt_counts(counts: dict[str, int], total: int, label: str = "steps done") -> str:
+    """``6/8 steps done: 5 completed, 1 cached, 2 running``."""
     done = sum(n for s, n in counts.items() if s in _FINISHED)
     parts = [f"{n} {s}" for s in STYLES if (n := counts.get(s, 0))]
-    return f"{done}/{total} steps done" + (f": {', '.join(parts)}" if parts else "")
+    return f"{done}/{total} {label}" + (f": {', '.join(parts)}" if parts else "")
 
 
 _FINISHED = frozenset(
@@ -121,9 +121,16 @@ _FINISHED = frozenset(
 
 def runs_table(runs: Sequence[PipelineRunView]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("id", "name", "pipeline", "status", "created", "duration"):
-        table.add_column(column, no_wrap=column != "name", overflow="fold")
-    table.add_column("steps", justify="right", no_wrap=True)
+    # In a narrow terminal the id, name, status and counts keep their width; the pipeline and
+    # creation time give way first (the run name starts with the pipeline's name anyway).
+    longest = max((len(run.name) for run in runs), default=4)
+    table.add_column("id", no_wrap=True, min_width=8)
+    table.add_column("name", no_wrap=True, overflow="fold", min_width=min(longest, 44))
+    table.add_column("pipeline", overflow="fold")
+    table.add_column("status", no_wrap=True, min_width=11)
+    table.add_column("created", overflow="fold")
+    table.add_column("duration", justify="right", no_wrap=True, min_width=6)
+    table.add_column("steps", justify="right", no_wrap=True, min_width=5)
     for run in runs:
         done = sum(1 for s in run.steps.values() if s.status.is_finished)
         table.add_row(
@@ -245,7 +252,7 @@ def run_header(run: PipelineRunView) -> Table:
     params = ", ".join(f"{k}={v!r}" for k, v in run.parameters.items()) or "-"
     grid.add_row("parameters", params)
     statuses = count_statuses(s.status.value for s in run.steps.values())
-    grid.add_row("steps", fmt_counts(statuses, len(run.steps)))
+    grid.add_row("steps", fmt_counts(statuses, len(run.steps), "done"))
     if run.error:
         grid.add_row("error", Text(run.error, style="red"))
     return grid

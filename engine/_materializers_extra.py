@@ -18,7 +18,6 @@ import weakref
 from typing import Any, ClassVar
 
 import cloudpickle
-import structlog
 
 from ._materializers import Unsupported, _BytesMaterializer, import_path
 
@@ -91,6 +90,8 @@ def warn_pickled(cls: type[Any], reason: str = "no materializer handles it") -> 
         if cls in _warned:
             return
         _warned.add(cls)
+    import structlog  # only when there is something to say
+
     structlog.get_logger("evenflow.artifacts").warning(
         "artifact_pickled",
         type=import_path(cls),

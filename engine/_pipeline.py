@@ -95,6 +95,9 @@ def _format_run_name(template: str, now: dt.datetime) -> str:
 def _code_location(func: Callable[..., Any]) -> str:
     """How to find the pipeline again: ``module:qualname`` or ``/abs/file.py:qualname``."""
     module = func.__module__
+    loaded_from = getattr(sys.modules.get(module), "__evenflow_file__", None)
+    if loaded_from is not None:
+        return f"{loaded_from}:{func.__qualname__}"
     if module == "__main__" or module not in sys.modules:
         try:
             return f"{Path(inspect.getfile(func)).resolve()}:{func.__qualname__}"

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 
 from events import (
     AnyEvent,
@@ -47,13 +46,14 @@ from events import (
 
 from ._context import RunContext, StepContext
 from ._executor import StepExecutor
+from ._log import get_logger
 from .enums import ExecutionMode
 
 if TYPE_CHECKING:
     from ._compile import Invocation
     from ._engine import Engine
 
-log = structlog.get_logger("evenflow.run")
+log = get_logger("evenflow.run")
 
 PENDING, QUEUED, RUNNING, COMPLETED, FAILED, SKIPPED, CANCELLED = range(7)
 
@@ -195,7 +195,7 @@ class RunLoop:
         if self.first_error is None:
             self.first_error = exc
             self.failed_step = node.id
-        log.warning("step_failed", run_id=self.stream, step=node.id, error=str(exc))
+        log.info("step_failed", run_id=self.stream, step=node.id, error=str(exc))
         mode = self.plan.execution_mode
         reason = f"upstream step {node.id!r} failed"
         if mode is ExecutionMode.CONTINUE_ON_FAILURE:
@@ -300,9 +300,9 @@ class RunLoop:
         if self.first_error is not None or any(n.state == CANCELLED for n in self.nodes.values()):
             error = self.first_error
             message = f"step {self.failed_step!r} failed: {error}" if error else "steps cancelled"
-            await self._append([*self._metadata_events(), RunFailed(
-                error=message, failed_step=self.failed_step
-            )])
+            await self._append(
+                [*self._metadata_events(), RunFailed(error=message, failed_step=self.failed_step)]
+            )
             log.info("run_failed", run_id=self.stream, step=self.failed_step)
             return RunOutcome("failed", error, self.failed_step)
         await self._append([*self._metadata_events(), RunSucceeded(outputs=plan.outputs)])

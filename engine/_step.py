@@ -65,7 +65,7 @@ class BaseStep:
         self.entrypoint = func
         self.options = options
         self.signature: StepSignature = read_signature(func, self.name)
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
 
     # -- identity --------------------------------------------------------------------------
 

@@ -174,9 +174,7 @@ class PipelineRunView:
                 "WHERE stream = ? ORDER BY seq",
                 (self.id,),
             ).fetchall()
-        return [
-            RunEvent(Recorded(r[0], r[1], r[2], r[3], r[4], decode(r[5]), r[6])) for r in rows
-        ]
+        return [RunEvent(Recorded(r[0], r[1], r[2], r[3], r[4], decode(r[5]), r[6])) for r in rows]
 
     def __iter__(self) -> Iterator[StepRunView]:
         return iter(self.steps.values())

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import projections
-from events import decode
 from events import Recorded as _Recorded
+from events import decode
 
 from ._home import Home
 from ._views import (
@@ -113,7 +113,8 @@ class Client:
             if len(matches) > 1:
                 ids = ", ".join(m.id for m in matches[:5])
                 raise RunNotFoundError(
-                    f"{name_id_or_prefix!r} matches {len(matches)} runs ({ids}); give more of the id"
+                    f"{name_id_or_prefix!r} matches {len(matches)} runs ({ids}); "
+                    "give more of the id"
                 )
             found = _read_view(conn, matches[0].id)
         assert found is not None
@@ -153,8 +154,7 @@ class Client:
                 schedule_id=schedule,
             )
             return [
-                PipelineRunView(self.home, run, projections.get_steps(conn, run.id))
-                for run in runs
+                PipelineRunView(self.home, run, projections.get_steps(conn, run.id)) for run in runs
             ]
 
     def get_pipeline(self, name: str) -> PipelineInfo:

@@ -7,7 +7,7 @@ import enum
 from projections import ExecutionStatus as ExecutionStatus
 
 
-class ExecutionMode(str, enum.Enum):
+class ExecutionMode(enum.StrEnum):
     """What a run does when a step fails (after its last retry).
 
     * ``FAIL_FAST``: cancel running steps, start no new ones.
@@ -19,9 +19,6 @@ class ExecutionMode(str, enum.Enum):
     FAIL_FAST = "fail_fast"
     STOP_ON_FAILURE = "stop_on_failure"
     CONTINUE_ON_FAILURE = "continue_on_failure"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 __all__ = ["ExecutionMode", "ExecutionStatus"]

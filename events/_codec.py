@@ -6,12 +6,13 @@ byte lets a later release change the wire format while still reading old rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 from ._errors import StoreCorruptedError
-from ._types import TAGS, AnyEvent, Event, UnknownEvent
+from ._types import _TAG_OF_CLASS, TAGS, AnyEvent, Event, UnknownEvent, tag_of
 
 CODEC_VERSION = 1
 _PREFIX = bytes([CODEC_VERSION])
@@ -26,6 +27,24 @@ def encode(event: AnyEvent) -> bytes:
     if isinstance(event, UnknownEvent):
         return _PREFIX + _encoder.encode({**event.data, "type": event.type})
     return _PREFIX + _encoder.encode(event)
+
+
+def encode_items(events: Iterable[AnyEvent]) -> list[tuple[AnyEvent, bytes, str]]:
+    """``(event, payload, tag)`` for each event: :func:`encode` and :func:`tag_of` inlined for
+    the append path, where a call per event is a measurable share of the cost.
+
+    Raises what they raise for a value that is not an encodable event.
+    """
+    tags = _TAG_OF_CLASS
+    encode_struct = _encoder.encode
+    out: list[tuple[AnyEvent, bytes, str]] = []
+    for event in events:
+        tag = tags.get(type(event))
+        if tag is None:  # an UnknownEvent, or not an event at all
+            out.append((event, encode(event), tag_of(event)))
+        else:
+            out.append((event, _PREFIX + encode_struct(event), tag))
+    return out
 
 
 def decode(payload: bytes) -> AnyEvent:

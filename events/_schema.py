@@ -68,12 +68,14 @@ def inspect(path: Path) -> bool:
     user_version = int.from_bytes(header[60:64], "big")
     if app_id == APPLICATION_ID and user_version > SCHEMA_VERSION:
         raise _newer(path, user_version)
-    # Without a live WAL the file alone is the database: open it immutable, which creates no
-    # -wal/-shm file and takes no lock. With one (a store open in another process, or one that
-    # crashed), SQLite must read the WAL, and the -wal file is already there.
+    # A file that may be someone else's is opened immutable when there is no live WAL: the file
+    # alone is then the database, and SQLite creates no -wal/-shm file and takes no lock. Ours,
+    # or one with a live WAL (a store open in another process, or one that crashed, whose header
+    # may still be in the WAL), is opened normally, read-only: it must see the WAL, and may be
+    # changing under us.
     wal = path.with_name(path.name + "-wal")
     live = wal.exists() and wal.stat().st_size > 0
-    mode = "mode=ro" if live else "mode=ro&immutable=1"
+    mode = "mode=ro" if live or app_id == APPLICATION_ID else "mode=ro&immutable=1"
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)
     except sqlite3.Error as exc:

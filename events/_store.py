@@ -208,9 +208,8 @@ class EventStore:
             raise StoreError(f"the writer of {self.path} stopped: {self._failure!r}")
         if self._closed:
             raise StoreError(f"the event store {self.path} is closed")
-        encode = _codec.encode
         try:
-            items = [(event, encode(event), tag_of(event)) for event in events]
+            items = _codec.encode_items(events)
         except (msgspec.EncodeError, TypeError, OverflowError) as exc:
             bad = next((e for e in events if not _encodes(e)), None)
             raise StoreError(

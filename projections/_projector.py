@@ -11,8 +11,9 @@ Invariants relied on here:
 * Rows are a pure function of the log in seq order (run names de-duplicated and artifact
   versions numbered in that order), so :func:`rebuild` reproduces them byte for byte.
 * The in-memory view cache is trusted only while the checkpoint in the database is the seq *and*
-  chain hash the cache was built at: another process, a rolled-back transaction or a rebuild
-  changes one of them, and the cache is dropped.
+  chain hash the cache was built at: rows written by another process, or a transaction rolled
+  back after ``apply``, change one of them, and the cache is dropped. (A rebuild leaves both as
+  they were, and writes the rows the cache already holds.)
 """
 
 from __future__ import annotations
@@ -20,181 +21,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 
-from msgspec.structs import replace
-
-from events import ArtifactStored, Recorded, RunCreated, decode
+from events import Recorded, decode
 
 from . import _tables
-from ._run_reducer import evolve_run
-from ._step_reducer import evolve_step, step_of
-from ._views import RunView, StepView
+from ._pass import Cache, Pass
 
 _PAGE = 2000  # events read per query while catching up
 _FLUSH = 20_000  # views held before writing them out during a long catch-up
-_StepKey = tuple[str, str]
-
-
-class _Cache:
-    """Views kept between batches, oldest evicted first, valid at one (seq, hash) of the log."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.runs: dict[str, RunView] = {}
-        self.steps: dict[_StepKey, StepView] = {}
-        self.at: tuple[int, bytes] | None = None
-
-    def clear(self) -> None:
-        self.runs.clear()
-        self.steps.clear()
-        self.at = None
-
-    def keep(self, runs: dict[str, RunView], steps: dict[_StepKey, StepView]) -> None:
-        for key, view in runs.items():
-            self.runs.pop(key, None)
-            self.runs[key] = view
-        for skey, sview in steps.items():
-            self.steps.pop(skey, None)
-            self.steps[skey] = sview
-        while len(self.runs) > self.size:
-            del self.runs[next(iter(self.runs))]
-        while len(self.steps) > self.size:
-            del self.steps[next(iter(self.steps))]
-
-
-class _Pass:
-    """One fold of records into the tables, within the caller's transaction.
-
-    Each row is read at most once (from the cache or the table), evolved in memory and written
-    back once per flush with ``executemany``.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, cache: _Cache) -> None:
-        self.conn = conn
-        self.cache = cache
-        self.runs: dict[str, RunView | None] = {}
-        self.steps: dict[_StepKey, StepView | None] = {}
-        # Changed views. A dict keeps a key's first position when it is set again, so new rows
-        # are inserted in first-event order: the same order however the log was batched.
-        self.dirty_runs: dict[str, RunView] = {}
-        self.dirty_steps: dict[_StepKey, StepView] = {}
-        self.artifacts: list[_tables.ArtifactRow] = []
-        self.artifact_ids: set[str] = set()
-        self.versions: dict[str, int] = {}
-        self.names: dict[str, str] = {}
-        self.last_seq: int | None = None
-        self.folded = 0
-
-    def _run(self, run_id: str) -> RunView | None:
-        if run_id in self.runs:
-            return self.runs[run_id]
-        view = self.cache.runs.get(run_id)
-        if view is None:
-            view = _tables.load_run(self.conn, run_id)
-        self.runs[run_id] = view
-        return view
-
-    def _step(self, key: _StepKey) -> StepView | None:
-        if key in self.steps:
-            return self.steps[key]
-        view = self.cache.steps.get(key)
-        if view is None:
-            view = _tables.load_step(self.conn, *key)
-        self.steps[key] = view
-        return view
-
-    def _set_step(self, key: _StepKey, view: StepView) -> None:
-        self.steps[key] = view
-        self.dirty_steps[key] = view
-
-    def fold(self, rec: Recorded) -> None:
-        """Fold one record (records come in seq order)."""
-        self.last_seq = rec.seq
-        self.folded += 1
-        stream, event = rec.stream, rec.event
-        before = self._run(stream)
-        run = evolve_run(before, rec)
-        if run is None:
-            return  # not a run's stream (schedules, models...), or a run not created yet
-        if before is None:
-            run = self._unique_name(run)
-        if run is not before:
-            self.runs[stream] = run
-            self.dirty_runs[stream] = run
-        if isinstance(event, RunCreated):
-            if before is None:  # as fold_run: only the creating run.created declares steps
-                for spec in event.steps:
-                    key = (stream, spec.id)
-                    born = evolve_step(None, rec, spec)
-                    if born is not None and key not in self.dirty_steps:
-                        self._set_step(key, born)
-            return
-        if isinstance(event, ArtifactStored):
-            self._artifact(rec, event)
-        step_id = step_of(event)
-        if step_id is None:
-            return
-        key = (stream, step_id)
-        view = self._step(key)
-        new = evolve_step(view, rec)
-        if new is not None and new is not view:
-            self._set_step(key, new)
-
-    def _unique_name(self, run: RunView) -> RunView:
-        """The run, renamed ``<name>_2``, ``<name>_3``... if another run holds its name."""
-        name, n = run.name, 1
-        while True:
-            holder = self.names.get(name)
-            if holder is None:
-                row = self.conn.execute("SELECT id FROM runs WHERE name = ?", (name,)).fetchone()
-                holder = None if row is None else row[0]
-            if holder is None or holder == run.id:
-                break
-            n += 1
-            name = f"{run.name}_{n}"
-        self.names[name] = run.id
-        return run if name == run.name else replace(run, name=name)
-
-    def _artifact(self, rec: Recorded, event: ArtifactStored) -> None:
-        ref = event.artifact
-        if ref.id in self.artifact_ids:
-            return
-        self.artifact_ids.add(ref.id)
-        if self.conn.execute("SELECT 1 FROM artifacts WHERE id = ?", (ref.id,)).fetchone():
-            return  # recorded again (a resumed run): the artifact keeps its first version
-        version = self.versions.get(ref.name)
-        if version is None:
-            row = self.conn.execute(
-                "SELECT MAX(version) FROM artifacts WHERE name = ?", (ref.name,)
-            ).fetchone()
-            version = int(row[0] or 0)
-        self.versions[ref.name] = version + 1
-        self.artifacts.append(
-            _tables.artifact_row(ref, version + 1, rec.stream, event.step, rec.recorded_at)
-        )
-
-    def flush(self) -> None:
-        """Write the changed rows and the checkpoint, and hand the views to the cache."""
-        conn = self.conn
-        if self.dirty_runs:
-            runs = [_tables.run_row(view) for view in self.dirty_runs.values()]
-            conn.executemany(_tables.UPSERT_RUN, runs)
-        if self.dirty_steps:
-            steps = [_tables.step_row(view) for view in self.dirty_steps.values()]
-            conn.executemany(_tables.UPSERT_STEP, steps)
-        if self.artifacts:
-            conn.executemany(_tables.INSERT_ARTIFACT, self.artifacts)
-        if self.last_seq is not None:
-            conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, self.last_seq))
-        self.cache.keep(
-            {k: v for k, v in self.runs.items() if v is not None},
-            {k: v for k, v in self.steps.items() if v is not None},
-        )
-        for pending in (self.runs, self.steps, self.dirty_runs, self.dirty_steps):
-            pending.clear()
-        self.artifacts.clear()
-        self.artifact_ids.clear()
-        self.versions.clear()
-        self.names.clear()
 
 
 def _read_events(conn: sqlite3.Connection, after: int, before: int | None) -> Iterator[Recorded]:
@@ -213,7 +46,7 @@ def _read_events(conn: sqlite3.Connection, after: int, before: int | None) -> It
         after = rows[-1][0]
 
 
-def _fold(p: _Pass, records: Iterator[Recorded] | Sequence[Recorded]) -> None:
+def _fold(p: Pass, records: Iterator[Recorded] | Sequence[Recorded]) -> None:
     for rec in records:
         p.fold(rec)
         if len(p.runs) + len(p.steps) >= _FLUSH:
@@ -232,7 +65,7 @@ class Projector:
     """
 
     def __init__(self, *, cache_size: int = 4096) -> None:
-        self._cache = _Cache(cache_size)
+        self._cache = Cache(cache_size)
 
     def install(self, conn: sqlite3.Connection) -> None:
         """Create the tables if they are missing and fold the events they have not seen yet.
@@ -258,12 +91,14 @@ class Projector:
         were folded."""
         cache = self._cache
         at = _tables.read_checkpoint(conn)
+        if cache.at != at:
+            cache.clear()
         done = at[0]
         fresh = batch if not batch or batch[0].seq > done else [r for r in batch if r.seq > done]
         if batch and not fresh:
             return 0  # already folded (a retried transaction)
         cache.at = None  # trusted again only once this fold has completed
-        p = _Pass(conn, cache)
+        p = Pass(conn, cache)
         try:
             if not fresh or fresh[0].seq > done + 1:
                 # install folds everything new; apply folds the gap before its batch.
@@ -271,6 +106,7 @@ class Projector:
             _fold(p, fresh)
             p.flush()
         except BaseException:
+            cache.clear()
             raise
         if p.last_seq is None:
             cache.at = at

@@ -1,10 +1,10 @@
 """The run reducer: ``evolve_run(view, record) -> view``, run-level fields only.
 
-Pure: it never edits the view it is given. Every event of the run's stream advances
-``last_seq``/``version``; only the run events (and run-level metadata) change anything else.
-Step views are folded separately by :func:`projections.evolve_step`, so this reducer never
-touches a per-step collection: it is O(1) per event, except ``step.declared``, which appends
-one id to ``step_ids`` (a copy of that list).
+Pure: it never edits the view it is given, and returns that same object for every event that
+does not change a run-level field (step transitions, hooks, other streams...), so a caller can
+skip writing an unchanged row. Step views are folded separately by
+:func:`projections.evolve_step`, so this reducer never touches a per-step collection: it is O(1)
+per event, except ``step.declared``, which appends one id to ``step_ids`` (a copy of that list).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def evolve_run(view: RunView | None, rec: Recorded) -> RunView | None:
     match event:
         case RunCreated():
             # A second run.created for the same stream cannot change what the run is.
-            return replace(view, **seen)
+            return view
         case RunStarted(owner=owner):
             started = view.started_at if view.started_at is not None else t
             return replace(
@@ -136,7 +136,7 @@ def evolve_run(view: RunView | None, rec: Recorded) -> RunView | None:
             return replace(view, cancel_requested=True, **seen)
         case StepDeclared(spec=spec):
             if spec.id in view.step_ids:
-                return replace(view, **seen)
+                return view
             return replace(view, step_ids=[*view.step_ids, spec.id], **seen)
         case MetadataLogged(step=None, metadata=metadata):
             return replace(view, metadata={**view.metadata, **metadata}, **seen)
@@ -166,6 +166,6 @@ def evolve_run(view: RunView | None, rec: Recorded) -> RunView | None:
             | RunsDeleted()
             | UnknownEvent()
         ):
-            return replace(view, **seen)
+            return view
         case _:
             assert_never(event)

@@ -103,9 +103,13 @@ def create(conn: sqlite3.Connection) -> None:
     """Create the tables and indexes that are missing, and this projection's checkpoint row."""
     for statement in DDL:
         conn.execute(statement)
-    conn.execute(
+    cursor = conn.execute(
         "INSERT OR IGNORE INTO projection_checkpoints (name, seq) VALUES (?, 0)", (CHECKPOINT,)
     )
+    if cursor.rowcount == 1:
+        # A new checkpoint starts from seq 0: rows without one were not folded under it.
+        for table in TABLES:
+            conn.execute(f"DELETE FROM {table}")
 
 
 def run_row(view: RunView) -> RunRow:

@@ -43,7 +43,7 @@ class RunView(msgspec.Struct, frozen=True, kw_only=True):
         step_ids: the DAG's invocation ids in declaration order.
         metadata: run-level metadata logged with ``log_metadata``.
         cancel_requested: whether someone asked for the run to be cancelled.
-        last_seq: the seq of the newest event of the run's stream folded in.
+        last_seq: the seq of the newest event that changed this view.
         version: the stream version of that event.
     """
 

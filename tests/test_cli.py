@@ -178,6 +178,30 @@ async def test_live_display_renders_steps_and_summary(flows: Path) -> None:
     assert "3/3 steps done" in text
 
 
+def test_live_display_hides_quiet_steps_when_the_run_is_taller_than_the_terminal() -> None:
+    import msgspec
+
+    import projections
+    from engine._cli_live import visible_steps
+    from events import StepSpec
+
+    def view(i: int, status: str) -> projections.StepView:
+        return projections.StepView(
+            run_id="r",
+            id=f"s{i}",
+            name="s",
+            spec=StepSpec(id=f"s{i}", name="s"),
+            status=projections.ExecutionStatus(status),
+        )
+
+    steps = [view(i, "completed") for i in range(50)] + [view(50, "running")]
+    steps.append(msgspec.structs.replace(view(51, "failed"), error="bad"))
+    shown, note = visible_steps(steps, rows=10)
+    assert [s.id for s in shown] == ["s50", "s51"]
+    assert note == "... 50 more steps (50 completed)"
+    assert visible_steps(steps[:5], rows=10) == (steps[:5], "")
+
+
 # -- runs list / show --------------------------------------------------------------------------
 
 

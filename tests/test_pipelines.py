@@ -304,7 +304,7 @@ def test_missing_step_input() -> None:
     def p() -> None:
         basic.add_one()
 
-    with pytest.raises(PipelineDefinitionError, match="add_one.*missing"):
+    with pytest.raises(PipelineDefinitionError, match=r"add_one.*missing"):
         p()
     assert _no_runs()
 

@@ -27,8 +27,8 @@ from events import (
     StoreBusyError,
     StoreError,
     UnknownEvent,
+    _writer,
 )
-from events import _writer
 
 pytestmark = pytest.mark.anyio
 
@@ -371,9 +371,8 @@ async def test_append_waits_while_another_connection_holds_the_lock(
 
 async def test_busy_past_the_deadline_is_a_store_busy_error(db: Path) -> None:
     async with EventStore.open(db, busy_deadline=0.2) as store:
-        with write_lock(db):
-            with pytest.raises(StoreBusyError) as info:
-                await store.append("s", [StepReady(step="a")])
+        with write_lock(db), pytest.raises(StoreBusyError) as info:
+            await store.append("s", [StepReady(step="a")])
         assert str(db) in str(info.value)
         assert "database is locked" not in str(info.value)
         assert await store.append("s", [StepReady(step="a")]) == [1]  # usable afterwards
@@ -472,7 +471,7 @@ async def test_unknown_durability_is_a_store_error(db: Path) -> None:
     with pytest.raises(StoreError, match="durability"):
         async with EventStore.open(db, durability="sometimes"):  # type: ignore[arg-type]
             pass
-    assert not db.exists()
+    assert not db.exists()  # noqa: ASYNC240  (a test's stat, not a hot path)
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -1,0 +1,76 @@
+"""The public face of ``events``: the exported names (the engine and projections are written
+against them) and the shape every event type must have."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+import events
+
+EXPORTED = {
+    # the log
+    "EventStore",
+    "Durability",
+    "TransactionHook",
+    "Subscription",
+    "Recorded",
+    "SCHEMA_VERSION",
+    # errors
+    "EngineError",
+    "StoreError",
+    "StoreCorruptedError",
+    "StoreBusyError",
+    "ConcurrencyError",
+    # codec and chain
+    "encode",
+    "decode",
+    "CODEC_VERSION",
+    "row_hash",
+    "verify_rows",
+    "ChainRow",
+    "ChainProblem",
+    "GENESIS",
+    # event types
+    "Event",
+    "AnyEvent",
+    "EVENT_TYPES",
+    "TAGS",
+    "tag_of",
+    "UnknownEvent",
+    "InputRef",
+    "StepSpec",
+    "ArtifactRef",
+    *(cls.__name__ for cls in events.EVENT_TYPES),
+}
+
+
+def test_exported_names() -> None:
+    public = {name for name in dir(events) if not name.startswith("_")}
+    assert public == EXPORTED
+
+
+@pytest.mark.parametrize("cls", events.EVENT_TYPES, ids=lambda c: c.__name__)
+def test_every_event_type_is_a_frozen_tagged_struct(cls: type[msgspec.Struct]) -> None:
+    config = cls.__struct_config__
+    assert config.frozen
+    assert config.tag_field == "type"
+    assert isinstance(config.tag, str)
+    assert "." in config.tag
+    assert events.TAGS[config.tag] is cls
+    assert cls.__module__ == "events._types"  # all in one module
+
+
+def test_error_tree() -> None:
+    assert issubclass(events.StoreError, events.EngineError)
+    assert issubclass(events.StoreCorruptedError, events.StoreError)
+    assert issubclass(events.StoreBusyError, events.StoreError)
+    assert issubclass(events.ConcurrencyError, events.EngineError)
+    assert not issubclass(events.ConcurrencyError, events.StoreError)
+
+
+def test_tag_of_rejects_what_is_not_an_event() -> None:
+    assert events.tag_of(events.StepReady(step="x")) == "step.ready"
+    assert events.tag_of(events.UnknownEvent(type="later.thing")) == "later.thing"
+    with pytest.raises(TypeError):
+        events.tag_of(events.InputRef(step="x"))  # type: ignore[arg-type]
