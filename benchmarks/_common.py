@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -61,7 +62,7 @@ def percentile(samples: Sequence[float], q: float) -> float:
     ordered = sorted(samples)
     if not ordered:
         return float("nan")
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[rank]
 
 
@@ -95,14 +96,17 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def plain_insert_rate(path: Path, batches: Sequence[Sequence[Row]]) -> float:
+def plain_insert_rate(
+    path: Path, batches: Sequence[Sequence[Row]], *, synchronous: str = "NORMAL"
+) -> float:
     """The floor: a plain ``sqlite3`` loop inserting ``batches`` into a fresh database with the
-    store's schema (WAL, synchronous=NORMAL), one transaction per batch. Returns rows per second.
+    store's schema (WAL, ``synchronous``), one transaction (one ``executemany``) per batch.
+    Returns rows per second.
     """
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("BEGIN IMMEDIATE")
         _schema.initialise_in_tx(conn)
         conn.execute("COMMIT")

@@ -5,8 +5,9 @@
 1. ``P`` concurrent producers append ``N`` small events (``StepReady``) in ``append`` calls of
    ``B`` events each, every producer to its own stream: the store's rate, in events per second.
 2. The same rows (payload and hash bytes read back from the store's file) are inserted by a plain
-   ``sqlite3`` loop into a fresh database with the same schema (WAL, synchronous=NORMAL, one
-   transaction per batch of ``B``): the floor. ``ratio`` is store rate / plain rate.
+   ``sqlite3`` loop into a fresh database with the same schema (WAL, synchronous=NORMAL, or FULL
+   with ``--durability full``; one ``executemany`` transaction per batch of ``B``): the floor.
+   ``ratio`` is store rate / plain rate.
 3. ``--latency-appends`` sequential ``await append()`` calls of one event each: median and p99.
 
 Each of ``--rounds`` rounds runs 1-3 on fresh files; rates and ratio are medians over rounds (this
@@ -102,7 +103,9 @@ def run(
             )
             rows = read_rows(store_db)[: (events // producers) * producers]
             batches = [rows[i : i + batch] for i in range(0, len(rows), batch)]
-            plain_rate = plain_insert_rate(Path(tmp) / f"plain-{r}.db", batches)
+            plain_rate = plain_insert_rate(
+                Path(tmp) / f"plain-{r}.db", batches, synchronous=durability.upper()
+            )
         n_rows = len(rows)
         store_rates.append(store_rate)
         plain_rates.append(plain_rate)

@@ -282,19 +282,33 @@ class ArtifactStore:
             ArtifactError: the content is missing or unreadable, or its materializer or type
                 cannot be imported; the message names the artifact, its id and its path.
         """
-        path = self.path_of(ref)
         label = f"artifact {ref.name!r} (id {ref.id})"
         materializer = self._plans.materializer(ref.materializer, label)
         data_type = self._plans.data_type(ref.type_name, materializer, label)
+        # Bytes in memory are used only while the file is known to exist (written or read by
+        # this store, and not found missing since): the hot path of a step loading its input.
+        digest = ref.content_hash
+        data = self._recent.get(digest)
+        if (
+            data is not None
+            and digest in self._known
+            and ref.uri == f"{digest[:2]}/{digest}"
+            and _uses_bytes(materializer)
+        ):
+            try:
+                codec = cast(BytesCodec, materializer("", self._files))
+                return codec._from_bytes(data, data_type)
+            except Exception as exc:
+                raise ArtifactError(
+                    f"{label} cannot be loaded by {ref.materializer}: {exc}"
+                ) from exc
+        path = self.path_of(ref)
         try:
             if _uses_bytes(materializer):
-                data = self._recent.get(ref.content_hash)
-                if data is not None and not os.path.exists(path):
-                    raise FileNotFoundError(path)  # the file on disk stays the truth
-                if data is None:
-                    with open(path, "rb") as f:
-                        data = f.read()
-                    self._remember(ref.content_hash, data)
+                with open(path, "rb") as f:
+                    data = f.read()
+                self._known.add(ref.content_hash)
+                self._remember(ref.content_hash, data)
                 codec = cast(BytesCodec, materializer("", self._files))
                 return codec._from_bytes(data, data_type)
             if not os.path.isdir(path):

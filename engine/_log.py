@@ -12,11 +12,25 @@ import logging
 from typing import Any
 
 
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+}
+
+
+def _discard(*_: Any, **__: Any) -> None:
+    return None
+
+
 class _LazyLogger:
-    __slots__ = ("_logger", "_name")
+    __slots__ = ("_logger", "_name", "_stdlib")
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._stdlib = logging.getLogger(name)
         self._logger: Any = None
 
     def _get(self) -> Any:
@@ -35,6 +49,9 @@ class _LazyLogger:
         return self._logger
 
     def __getattr__(self, method: str) -> Any:
+        level = _LEVELS.get(method)
+        if level is not None and not self._stdlib.isEnabledFor(level):
+            return _discard  # nothing would be shown: skip structlog entirely (hot paths log)
         return getattr(self._get(), method)
 
 

@@ -14,6 +14,7 @@ together with the ``ready``/``started`` events of the steps the outcome unblocks
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from events import (
     AnyEvent,
@@ -119,7 +121,9 @@ class RunLoop:
         self.stopping = False
         self.first_error: BaseException | None = None
         self.failed_step: str | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._send: MemoryObjectSendStream[_Node]
+        self._recv: MemoryObjectReceiveStream[_Node]
+        self._send, self._recv = anyio.create_memory_object_stream[_Node](math.inf)
         self._build()
 
     def _build(self) -> None:
@@ -231,40 +235,72 @@ class RunLoop:
     # -- acting ----------------------------------------------------------------------------
 
     async def _append(self, events: Sequence[AnyEvent], expected: int | None = None) -> None:
-        # Shielded: a decision that was made must be recorded even while the run is cancelled.
-        with anyio.CancelScope(shield=True):
-            await self.engine.store.append(self.stream, events, expected)
+        # Not shielded: if the run is cancelled while this waits, the request still commits
+        # (it is queued), and _record_cancel settles every step that was decided but not run.
+        await self.engine.store.append(self.stream, events, expected)
 
-    async def _run_node(self, node: _Node) -> None:
+    def _launch(self, nodes: list[_Node]) -> None:
+        send = self._send
+        for node in nodes:
+            send.send_nowait(node)
+
+    async def _worker(self, recv: MemoryObjectReceiveStream[_Node]) -> None:
+        """One of at most ``max_concurrency`` workers: runs launched steps one at a time.
+
+        A fixed pool instead of a task per step: spawning a task costs more than a no-op step.
+        """
+        fail_fast = self.plan.execution_mode is ExecutionMode.FAIL_FAST
+        async with recv:
+            async for node in recv:
+                await self._run_node(node, fail_fast)
+
+    async def _run_node(self, node: _Node, fail_fast: bool) -> None:
         inv = node.inv
         ctx = StepContext(self.ctx, inv.step.name, inv.id, attempt=node.attempt)
         refs: dict[str, ArtifactRef] | None = None
         error: BaseException | None = None
         node.started = time.monotonic()
-        with anyio.CancelScope() as scope:
-            node.scope = scope
+        if fail_fast:
+            # Only fail_fast cancels single steps, so only it pays for a scope per step.
+            with anyio.CancelScope() as scope:
+                node.scope = scope
+                try:
+                    refs = await self.executor.run(
+                        inv.step, ctx, inv.inputs, inv.parameters, self.produced
+                    )
+                except Exception as exc:
+                    error = exc
+            node.scope = None
+        else:
             try:
                 refs = await self.executor.run(
                     inv.step, ctx, inv.inputs, inv.parameters, self.produced
                 )
             except Exception as exc:
                 error = exc
-        node.scope = None
         if refs is not None:
             events = self._on_success(node, refs)
         elif error is not None:
             events = self._on_failure(node, error)
         else:
             events = self._on_cancelled(node)
-        events.extend(self._metadata_events())
+        if self.ctx.pending_metadata:
+            events.extend(self._metadata_events())
         launch = self._start_queued(events)
+        if self.unfinished == 0:
+            self._send.close()  # the workers drain and stop: the run's steps are all settled
         await self._append(events)
-        assert self._tg is not None
-        for nxt in launch:
-            self._tg.start_soon(self._run_node, nxt, name=f"step {nxt.id}")
+        self._launch(launch)
 
     async def execute(self) -> RunOutcome:
         """Run to the end; returns the outcome. Cancellation records ``run.cancelled``."""
+        try:
+            return await self._execute()
+        finally:
+            self._send.close()
+            self._recv.close()
+
+    async def _execute(self) -> RunOutcome:
         plan = self.plan
         events: list[AnyEvent] = [
             RunCreated(
@@ -286,28 +322,38 @@ class RunLoop:
         launch = self._start_queued(events)
         await self._append(events, expected=0)
         log.info("run_started", run_id=self.stream, pipeline=plan.pipeline, steps=len(self.nodes))
+        send, recv = self._send, self._recv
         try:
             async with anyio.create_task_group() as tg:
-                self._tg = tg
-                for node in launch:
-                    tg.start_soon(self._run_node, node, name=f"step {node.id}")
+                workers = min(plan.max_concurrency, len(self.nodes))
+                for _ in range(workers):
+                    tg.start_soon(self._worker, recv.clone())
+                recv.close()
+                self._launch(launch)
+                if not self.nodes:
+                    send.close()
         except anyio.get_cancelled_exc_class():
             await self._record_cancel("cancelled")
             raise
         except BaseException:
             await self._record_cancel("the engine stopped on an internal error")
             raise
+        final: list[AnyEvent] = self._metadata_events()
         if self.first_error is not None or any(n.state == CANCELLED for n in self.nodes.values()):
             error = self.first_error
             message = f"step {self.failed_step!r} failed: {error}" if error else "steps cancelled"
-            await self._append(
-                [*self._metadata_events(), RunFailed(error=message, failed_step=self.failed_step)]
-            )
+            final.append(RunFailed(error=message, failed_step=self.failed_step))
+            await self._append_shielded(final)
             log.info("run_failed", run_id=self.stream, step=self.failed_step)
             return RunOutcome("failed", error, self.failed_step)
-        await self._append([*self._metadata_events(), RunSucceeded(outputs=plan.outputs)])
+        final.append(RunSucceeded(outputs=plan.outputs))
+        await self._append_shielded(final)
         log.info("run_succeeded", run_id=self.stream)
         return RunOutcome("completed")
+
+    async def _append_shielded(self, events: Sequence[AnyEvent]) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.engine.store.append(self.stream, events)
 
     async def _record_cancel(self, reason: str) -> None:
         events: list[AnyEvent] = []

@@ -136,7 +136,10 @@ class PipelineRunView:
     """A pipeline run (ZenML's ``PipelineRunResponse``, read from the event log)."""
 
     def __init__(
-        self, home: Home, run: projections.RunView, steps: Mapping[str, projections.StepView]
+        self,
+        home: Home,
+        run: projections.RunView,
+        steps: Mapping[str, projections.StepView] | None = None,
     ) -> None:
         self._home = home
         self._view = run
@@ -154,7 +157,21 @@ class PipelineRunView:
         self.schedule_id = run.schedule_id
         self.config = dict(run.config)
         self.metadata = dict(run.metadata)
-        self.steps: dict[str, StepRunView] = {k: StepRunView(home, v) for k, v in steps.items()}
+        self._steps = steps
+        self._step_views: dict[str, StepRunView] | None = None
+
+    @property
+    def steps(self) -> dict[str, StepRunView]:
+        """The run's step invocations by invocation id, in DAG declaration order (read from
+        the projections on first access)."""
+        if self._step_views is None:
+            steps = self._steps
+            if steps is None:
+                with _connect(self._home) as conn:
+                    steps = projections.get_steps(conn, self.id)
+            self._step_views = {k: StepRunView(self._home, v) for k, v in steps.items()}
+            self._steps = None
+        return self._step_views
 
     @property
     def outputs(self) -> list[ArtifactVersionView]:
@@ -225,8 +242,8 @@ def load_run_view(home: Home, run_id: str) -> PipelineRunView:
 
 
 async def load_run_view_async(engine: Engine, run_id: str) -> PipelineRunView:
-    """Read a run's view through the engine's read connection."""
-    found = await engine.store.run_read(_read_view, run_id)
+    """Read a run's view through the engine's read connection (its steps load on first use)."""
+    found = await engine.store.run_read(projections.get_run, run_id)
     if found is None:
         raise RunNotFoundError(f"no run with id {run_id!r} in {engine.home.db}")
-    return PipelineRunView(engine.home, *found)
+    return PipelineRunView(engine.home, found)

@@ -68,26 +68,22 @@ def inspect(path: Path) -> bool:
     user_version = int.from_bytes(header[60:64], "big")
     if app_id == APPLICATION_ID and user_version > SCHEMA_VERSION:
         raise _newer(path, user_version)
-    # A file that may be someone else's is opened immutable when there is no live WAL: the file
-    # alone is then the database, and SQLite creates no -wal/-shm file and takes no lock. Ours,
-    # or one with a live WAL (a store open in another process, or one that crashed, whose header
-    # may still be in the WAL), is opened normally, read-only: it must see the WAL, and may be
-    # changing under us.
+    # Without a live WAL the file alone is the database: read it immutable, so SQLite creates
+    # no -wal/-shm file and takes no lock. With one (a store open in another process, or one that
+    # crashed, whose header may still be in the WAL), SQLite must read the WAL: open read-only.
     wal = path.with_name(path.name + "-wal")
     live = wal.exists() and wal.stat().st_size > 0
-    mode = "mode=ro" if live or app_id == APPLICATION_ID else "mode=ro&immutable=1"
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {path}: {exc}") from exc
-    try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        user_version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        app_id, user_version, tables = _read_schema(path, immutable=not live)
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not an evenflow database ({exc})") from exc
-    finally:
-        conn.close()
+        if live or app_id != APPLICATION_ID:
+            raise StoreError(f"{path} is not an evenflow database ({exc})") from exc
+        # Ours, and a writer that started meanwhile may have been checkpointing into the file
+        # while we read it immutable: read it again, the ordinary way.
+        try:
+            app_id, user_version, tables = _read_schema(path, immutable=False)
+        except sqlite3.DatabaseError as again:
+            raise StoreCorruptedError(f"{path} cannot be read ({again})") from again
     if app_id == 0 and not tables:
         return True
     if app_id != APPLICATION_ID:
@@ -101,6 +97,19 @@ def inspect(path: Path) -> bool:
     if "events" not in tables:
         raise StoreCorruptedError(f"{path} is an evenflow database without an events table")
     return False
+
+
+def _read_schema(path: Path, *, immutable: bool) -> tuple[int, int, set[str]]:
+    """``(application_id, user_version, table names)``, read through a read-only connection."""
+    mode = "mode=ro&immutable=1" if immutable else "mode=ro"
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)
+    try:
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        user_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    return app_id, user_version, tables
 
 
 def _newer(path: Path, user_version: int) -> StoreError:

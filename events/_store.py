@@ -148,6 +148,12 @@ class EventStore:
         hooks: Iterable[TransactionHook] = (),
         busy_deadline: float = 60.0,
     ) -> AsyncIterator[EventStore]:
+        """Open the store at ``path``, creating it if the file is missing or empty.
+
+        Raises:
+            StoreError: the file is not an evenflow database of a schema this version reads
+                (the file is then left untouched), or it cannot be opened.
+        """
         path = Path(path)
         if durability not in _SYNCHRONOUS:
             raise StoreError(
@@ -228,15 +234,13 @@ class EventStore:
         return req.seqs
 
     async def _run_writer(self, recv: MemoryObjectReceiveStream[Request]) -> None:
-        batch: list[Request] = []
         # Shielded: the writer outlives a cancelled owner scope until the send side closes, so
         # the owner's shielded bookkeeping (step.cancelled, run.cancelled) still commits.
         with anyio.CancelScope(shield=True):
-            await self._writer_loop(recv, batch)
+            await self._writer_loop(recv)
 
-    async def _writer_loop(
-        self, recv: MemoryObjectReceiveStream[Request], batch: list[Request]
-    ) -> None:
+    async def _writer_loop(self, recv: MemoryObjectReceiveStream[Request]) -> None:
+        batch: list[Request] = []
         async with recv:
             try:
                 async for first in recv:

@@ -511,6 +511,7 @@ def test_known_hashes_skip_the_file_system(store: ArtifactStore) -> None:
     store.path_of(first).unlink()  # behind the store's back
     store.save(None, name="output")
     assert not store.path_of(first).exists()  # no syscall: the hash was known
+    assert not store.exists(first)  # exists() checks the disk and forgets the hash
     with pytest.raises(ArtifactError, match="is missing"):
         store.load(first)
     store.save(None, name="output")  # the failed load made it forget

@@ -354,6 +354,40 @@ async def test_large_appends_span_many_insert_statements(store: EventStore, db: 
     assert assert_chain_valid(db) == expected
 
 
+# -- cancellation ----------------------------------------------------------------------------
+
+
+async def test_cancelled_producers_leave_a_consistent_log(store: EventStore, db: Path) -> None:
+    returned: list[int] = []
+
+    async def producer(name: str) -> None:
+        for i in range(10_000):
+            returned.extend(await store.append(name, [StepReady(step=str(i))] * 3))
+
+    async with anyio.create_task_group() as tg:
+        for p in range(6):
+            tg.start_soon(producer, f"p{p}")
+        await anyio.sleep(0.1)
+        tg.cancel_scope.cancel()
+    # A request the writer had already received still commits, though its producer was
+    # cancelled; it is ahead of this one in the queue, so it has committed when this returns.
+    (last,) = await store.append("after", [StepReady(step="x")])
+    assert set(returned) <= set(range(1, last))
+    assert len(returned) >= 3
+    assert assert_chain_valid(db) == last
+    for p in range(6):
+        versions = [r.version for r in await store.read_stream(f"p{p}")]
+        assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_shielded_append_in_a_cancelled_scope_commits(store: EventStore) -> None:
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        with anyio.CancelScope(shield=True):
+            assert await store.append("s", [StepReady(step="bookkeeping")]) == [1]
+    assert scope.cancel_called
+
+
 # -- other processes holding the lock ------------------------------------------------------------
 
 

@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import events
 
 WORKER = Path(__file__).with_name("_store_worker.py")
@@ -20,7 +18,6 @@ COUNT = 5000
 BATCH = 10
 
 
-@pytest.mark.slow
 def test_two_processes_append_to_one_database(tmp_path: Path) -> None:
     db = tmp_path / "evenflow.db"  # created by both workers at once
     procs = [
