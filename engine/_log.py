@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
