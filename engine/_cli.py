@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from ._cli_load import CliError
+from ._cli_secret import secret_app
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -39,6 +40,7 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(help="Inspect pipeline runs.", pretty_exceptions_enable=False)
 app.add_typer(runs_app, name="runs")
+app.add_typer(secret_app, name="secret")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,10 @@ from events import Durability, EventStore
 from projections import Projector
 
 from ._artifacts import ArtifactStore
+from ._environment import EnvironmentGate
 from ._home import Home
+from ._retry import Clock, SystemClock
+from ._secrets import SecretStore
 from .errors import ConfigurationError
 
 
@@ -35,16 +39,33 @@ def _durability(value: str | None) -> Durability:
 class Engine:
     """An open home: ``store`` (the event log), ``artifacts``, and this process's owner id."""
 
-    def __init__(self, home: Home, store: EventStore, artifacts: ArtifactStore) -> None:
+    def __init__(
+        self,
+        home: Home,
+        store: EventStore,
+        artifacts: ArtifactStore,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.home = home
         self.store = store
         self.artifacts = artifacts
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        # os.environ is process-wide: one gate per engine serializes conflicting steps.
+        self.env_gate = EnvironmentGate()
+        self.secrets = SecretStore(home.secrets)
         self.owner_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, home: str | Path | None = None, *, durability: str | None = None
+        cls,
+        home: str | Path | None = None,
+        *,
+        durability: str | None = None,
+        clock: Clock | None = None,
     ) -> AsyncIterator[Engine]:
         """Open the home at ``home`` (default ``$EVENFLOW_HOME`` or ``~/.evenflow``).
 
@@ -55,7 +76,8 @@ class Engine:
         mode = _durability(durability)
         try:
             async with EventStore.open(resolved.db, durability=mode, hooks=[Projector()]) as store:
-                yield cls(resolved, store, ArtifactStore(resolved.artifacts))
+                artifacts = ArtifactStore(resolved.artifacts, fsync=mode == "full")
+                yield cls(resolved, store, artifacts, clock=clock)
         except BaseExceptionGroup as group:
             # The store's task group wraps what the body raised; users get the error itself.
             if len(group.exceptions) != 1:

@@ -14,12 +14,19 @@ from typing import Any, TypeVar, overload
 
 import anyio
 
+from projections import cache_entries
+
 from . import _compile
+from ._caching import RunCache
 from ._engine import Engine
+from ._log import get_logger
 from ._run import RunLoop, RunPlan
+from ._run_hooks import PIPELINE_HOOKS, HookSet, check_hooks
 from ._views import PipelineRunView, load_run_view_async
 from .enums import ExecutionMode
-from .errors import PipelineDefinitionError, PipelineRunFailedError
+from .errors import ConfigurationError, PipelineDefinitionError, PipelineRunFailedError
+
+log = get_logger("evenflow.pipeline")
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_MAX_CONCURRENCY = 64
@@ -107,11 +114,23 @@ def _code_location(func: Callable[..., Any]) -> str:
 
 
 class Pipeline:
-    """A pipeline. Create one with :func:`pipeline`."""
+    """A pipeline. Create one with :func:`pipeline`.
 
-    def __init__(self, func: Callable[..., Any], options: PipelineOptions) -> None:
+    Options come from four places; for each option the first that sets it wins: the call's
+    arguments (parameters only), ``with_options(...)``, the YAML file of ``config_path``, the
+    ``@pipeline(...)`` decorator (and ``configure``).
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        options: PipelineOptions,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
         self.entrypoint = func
         self.options = options
+        self._overrides: dict[str, Any] = dict(overrides or {})
+        self.hooks = _hooks_of(self.name, replace(options, **self._overrides))
         self._signature = inspect.signature(func)
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", "pipeline")
@@ -129,31 +148,73 @@ class Pipeline:
         ``steps``, ``config_path``, ``raise_on_failure``, ...). Accepts
         ``**PipelineRunConfiguration(...)``."""
         _check(f"pipeline {self.name!r}", options, _ALL_OPTIONS)
-        return Pipeline(self.entrypoint, replace(self.options, **options))
+        set_options = {k: v for k, v in options.items() if v is not None}
+        return Pipeline(self.entrypoint, self.options, {**self._overrides, **set_options})
 
     def configure(self, **options: Any) -> Pipeline:
-        """Change options in place; returns the pipeline."""
+        """Change the decorator-level options in place; returns the pipeline."""
         _check(f"pipeline {self.name!r}", options, _ALL_OPTIONS)
         self.options = replace(self.options, **options)
+        self.hooks = _hooks_of(self.name, replace(self.options, **self._overrides))
         return self
+
+    def _effective(self) -> tuple[PipelineOptions, dict[str, Any], dict[str, Any]]:
+        """Options with ``with_options`` over the YAML file over the decorator; plus the YAML
+        file's parameters and the merged per-step updates."""
+        overrides = self._overrides
+        config_path = overrides.get("config_path") or self.options.config_path
+        from_file: dict[str, Any] = {}
+        if config_path:
+            from .config import PipelineRunConfiguration
+
+            loaded = PipelineRunConfiguration.from_yaml(config_path)
+            from_file = {k: loaded[k] for k in loaded}
+        file_params = dict(from_file.pop("parameters", None) or {})
+        steps = {**(from_file.pop("steps", None) or {}), **(overrides.get("steps") or {})}
+        merged = {**from_file, **{k: v for k, v in overrides.items() if k != "steps"}}
+        if "execution_mode" in merged and merged["execution_mode"] is not None:
+            merged["execution_mode"] = ExecutionMode(str(merged["execution_mode"]))
+        unknown = set(merged) - _ALL_OPTIONS
+        if unknown:
+            raise ConfigurationError(
+                f"pipeline {self.name!r}: option(s) {sorted(unknown)} from {config_path} "
+                "cannot be used here"
+            )
+        return replace(self.options, **merged), file_params, steps
 
     # -- compiling -------------------------------------------------------------------------
 
-    def _bind(self, args: tuple[Any, ...], params: Mapping[str, Any]) -> dict[str, Any]:
-        merged = {**self.options.parameters, **params}
+    def _bind(
+        self,
+        args: tuple[Any, ...],
+        params: Mapping[str, Any],
+        options: PipelineOptions,
+        file_params: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Parameter values: the call's, else ``with_options``', else the YAML file's, else
+        the function's defaults. A call and a file that disagree are an error."""
+        owner = f"pipeline {self.name!r}"
         try:
-            bound = self._signature.bind(*args, **merged)
+            call = self._signature.bind_partial(*args, **params).arguments
+            for key, value in file_params.items():
+                if key in call and call[key] != value:
+                    raise ConfigurationError(
+                        f"{owner}: parameter {key!r} is {call[key]!r} in the call but "
+                        f"{value!r} in the configuration file"
+                    )
+            bound = self._signature.bind(**{**file_params, **options.parameters, **call})
         except TypeError as exc:
-            raise PipelineDefinitionError(f"pipeline {self.name!r}: {exc}") from None
+            raise PipelineDefinitionError(f"{owner}: {exc}") from None
         bound.apply_defaults()
         values = dict(bound.arguments)
         for key, value in values.items():
-            _compile.check_canonical(f"pipeline {self.name!r}", key, value)
+            _compile.check_canonical(owner, key, value)
         return values
 
     def compile(self, *args: Any, **params: Any) -> RunPlan:
         """Compile the body with these parameters into a validated plan (no events yet)."""
-        values = self._bind(args, params)
+        opts, file_params, step_updates = self._effective()
+        values = self._bind(args, params, opts, file_params)
         compilation = _compile.Compilation(self.name)
         token = _compile.CURRENT.set(compilation)
         try:
@@ -168,8 +229,8 @@ class Pipeline:
                 f"pipeline {self.name!r}: an async body needs @pipeline(dynamic=True)"
             )
         compilation.validate()
+        _apply_step_updates(self.name, compilation, step_updates)
         outputs = _outputs_of(self.name, returned)
-        opts = self.options
         now = dt.datetime.now()
         template = opts.run_name or "{pipeline}-{date}-{time}"
         run_name = _format_run_name(template.replace("{pipeline}", self.name), now)
@@ -185,16 +246,33 @@ class Pipeline:
             max_concurrency=opts.max_concurrency,
             code=_code_location(self.entrypoint),
             tags=list(opts.tags or []),
-            config=self._run_config(),
+            config=self._run_config(opts),
+            hooks=_hooks_of(self.name, opts),
+            on_init_kwargs=dict(opts.on_init_kwargs or {}),
+            retry=opts.retry,
+            environment=dict(opts.environment or {}),
+            secrets=list(opts.secrets or []),
+            enable_cache=opts.enable_cache,
+            cache_policy=opts.cache_policy,
+            model=opts.model,
         )
 
-    def _run_config(self) -> dict[str, Any]:
-        opts = self.options
+    def _run_config(self, opts: PipelineOptions) -> dict[str, Any]:
+        from ._settings import validate_settings
+
         config: dict[str, Any] = {"max_concurrency": opts.max_concurrency}
         if opts.enable_cache is not None:
             config["enable_cache"] = opts.enable_cache
         if opts.settings:
-            config["settings"] = dict(opts.settings)
+            config["settings"] = validate_settings(opts.settings, owner=f"pipeline {self.name!r}")
+            _note_docker(config["settings"])
+        if opts.model is not None:
+            to_dict = getattr(opts.model, "to_dict", None)
+            config["model"] = to_dict() if to_dict is not None else str(opts.model)
+        if opts.retry is not None:
+            config["retry"] = opts.retry.to_dict()
+        if opts.cache_policy is not None:
+            config["cache_policy"] = opts.cache_policy.to_dict()
         if opts.environment:
             config["environment"] = dict(opts.environment)
         if opts.secrets:
@@ -222,9 +300,20 @@ class Pipeline:
 
     async def _execute(self, engine: Engine, plan: RunPlan) -> PipelineRunView:
         plan.run_name = await _unique_run_name(engine, plan.run_name)
-        outcome = await RunLoop(engine, plan).execute()
+        names = {inv.step.name for inv in plan.invocations.values()}
+        entries = await engine.store.run_read(cache_entries, names) if names else {}
+        cache = RunCache(
+            str(engine.home.db),
+            entries,
+            engine.artifacts,
+            engine.clock,
+            run_enable=plan.enable_cache,
+            policy=plan.cache_policy,
+        )
+        outcome = await RunLoop(engine, plan, cache).execute()
         view = await load_run_view_async(engine, plan.run_id)
-        if outcome.status == "failed" and self.options.raise_on_failure:
+        raise_on_failure = self._overrides.get("raise_on_failure", self.options.raise_on_failure)
+        if outcome.status == "failed" and raise_on_failure:
             raise PipelineRunFailedError(
                 f"pipeline {self.name!r} run {plan.run_name!r} failed: step "
                 f"{outcome.failed_step!r} raised {type(outcome.error).__name__}: {outcome.error}",
@@ -255,6 +344,60 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<pipeline {self.name}>"
+
+
+def _hooks_of(name: str, options: PipelineOptions) -> HookSet:
+    """The pipeline's hooks, checked now: a hook that cannot take its arguments fails here."""
+    given = {kind: getattr(options, kind) for kind in PIPELINE_HOOKS}
+    return check_hooks(f"pipeline {name!r}", given, PIPELINE_HOOKS, options.on_init_kwargs)
+
+
+_DOCKER_NOTED: list[bool] = []
+
+
+def _note_docker(settings: Mapping[str, Any]) -> None:
+    """Say once per process that local execution does not build or use images."""
+    if "docker" in settings and not _DOCKER_NOTED:
+        _DOCKER_NOTED.append(True)
+        log.warning(
+            "docker_settings_ignored",
+            detail="evenflow runs steps locally; DockerSettings are validated and recorded "
+            "with the run, not used",
+        )
+
+
+def _apply_step_updates(
+    pipeline: str, compilation: _compile.Compilation, updates: Mapping[str, Any]
+) -> None:
+    """``steps={invocation id: {...}}`` from with_options or the YAML file."""
+    from ._settings import validate_settings
+
+    for inv_id, update in updates.items():
+        inv = compilation.invocations.get(inv_id)
+        if inv is None:
+            known = ", ".join(compilation.invocations) or "none"
+            raise ConfigurationError(
+                f"pipeline {pipeline!r}: steps configuration names {inv_id!r}, which is not a "
+                f"step of this pipeline (steps: {known})"
+            )
+        fields = {k: update[k] for k in update if update[k] is not None}
+        params = dict(fields.pop("parameters", None) or {})
+        for key, value in params.items():
+            if key not in inv.step.signature.inputs:
+                raise ConfigurationError(
+                    f"pipeline {pipeline!r}, step {inv_id!r}: no parameter named {key!r}"
+                )
+            if key in inv.inputs:
+                raise ConfigurationError(
+                    f"pipeline {pipeline!r}, step {inv_id!r}: {key!r} is fed by another step's "
+                    "output and cannot be set as a parameter"
+                )
+            _compile.check_canonical(f"pipeline {pipeline!r}, step {inv_id!r}", key, value)
+            inv.parameters[key] = value
+        if "settings" in fields:
+            validate_settings(fields["settings"], owner=f"step {inv_id!r}")
+        if fields:
+            inv.step = inv.step.with_options(**fields)
 
 
 async def _unique_run_name(engine: Engine, name: str) -> str:

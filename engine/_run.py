@@ -8,8 +8,9 @@ one at a time, and the store commits appends in the order they were made, so the
 causally ordered: a ``step.ready`` never precedes the success of the step it waited for.
 
 Per step: ``step.ready`` (inputs done), ``step.started`` (launched, same commit as ``ready`` when
-there is capacity), then ``artifact.stored`` + ``step.succeeded`` or ``step.failed``, committed
-together with the ``ready``/``started`` events of the steps the outcome unblocks.
+there is capacity) or ``step.cached`` (a cache hit), then ``artifact.stored`` + ``step.succeeded``
+or ``step.failed`` (+ ``step.retry_scheduled`` when it will be retried), committed together with
+the ``ready``/``started`` events of the steps the outcome unblocks.
 """
 
 from __future__ import annotations
@@ -41,14 +42,19 @@ from events import (
     StepCancelled,
     StepFailed,
     StepReady,
+    StepRetryScheduled,
     StepSkipped,
     StepStarted,
     StepSucceeded,
 )
 
+from . import _retry
+from ._caching import RunCache, Wait
 from ._context import RunContext, StepContext
+from ._environment import merge_environment
 from ._executor import StepExecutor
 from ._log import get_logger
+from ._run_hooks import EMPTY, HookSet, fire
 from .enums import ExecutionMode
 
 if TYPE_CHECKING:
@@ -57,7 +63,8 @@ if TYPE_CHECKING:
 
 log = get_logger("evenflow.run")
 
-PENDING, QUEUED, RUNNING, COMPLETED, FAILED, SKIPPED, CANCELLED = range(7)
+PENDING, QUEUED, RUNNING, RETRYING, WAITING, COMPLETED, FAILED, SKIPPED, CANCELLED = range(9)
+_CLEANUP_DEADLINE = 30.0  # seconds on_failure/on_cleanup may take once the run is cancelled
 
 
 @dataclass(slots=True, eq=False)
@@ -69,6 +76,9 @@ class _Node:
     attempt: int = 0
     started: float = 0.0
     scope: anyio.CancelScope | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    retry: Any = None
+    cache_key: str = ""
 
     @property
     def id(self) -> str:
@@ -91,6 +101,14 @@ class RunPlan:
     tags: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     dynamic: bool = False
+    hooks: HookSet = EMPTY
+    on_init_kwargs: dict[str, Any] = field(default_factory=dict)
+    retry: Any = None
+    environment: dict[str, str] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+    enable_cache: bool | None = None
+    cache_policy: Any = None
+    model: Any = None
 
 
 @dataclass(slots=True)
@@ -105,14 +123,16 @@ class RunOutcome:
 class RunLoop:
     """Executes one :class:`RunPlan` against an engine."""
 
-    def __init__(self, engine: Engine, plan: RunPlan) -> None:
+    def __init__(self, engine: Engine, plan: RunPlan, cache: RunCache | None = None) -> None:
         self.engine = engine
         self.plan = plan
+        self.cache = cache
         self.stream = plan.run_id
         self.executor = StepExecutor(
             engine.artifacts, anyio.CapacityLimiter(max(1, plan.max_concurrency))
         )
         self.ctx = RunContext(plan.run_id, plan.run_name, plan.pipeline, engine.home)
+        self.ctx.model = plan.model
         self.nodes: dict[str, _Node] = {}
         self.queue: deque[_Node] = deque()
         self.produced: dict[str, dict[str, ArtifactRef]] = {}
@@ -121,6 +141,9 @@ class RunLoop:
         self.stopping = False
         self.first_error: BaseException | None = None
         self.failed_step: str | None = None
+        self._timers: set[anyio.CancelScope] = set()
+        self._waits: list[tuple[_Node, Wait]] = []
+        self._tg: anyio.abc.TaskGroup | None = None
         self._send: MemoryObjectSendStream[_Node]
         self._recv: MemoryObjectReceiveStream[_Node]
         self._send, self._recv = anyio.create_memory_object_stream[_Node](math.inf)
@@ -128,8 +151,8 @@ class RunLoop:
 
     def _build(self) -> None:
         for inv in self.plan.invocations.values():
-            ups = inv.upstream()
-            node = _Node(inv, len(ups))
+            node = _Node(inv, len(inv.upstream()))
+            node.retry = _retry.effective_retry(inv.step.options.retry, self.plan.retry)
             self.nodes[inv.id] = node
         for node in self.nodes.values():
             for up in node.inv.upstream():
@@ -146,10 +169,26 @@ class RunLoop:
     def _start_queued(self, events: list[AnyEvent]) -> list[_Node]:
         launch: list[_Node] = []
         limit = self.plan.max_concurrency
+        cache = self.cache
         while self.queue and self.running < limit and not self.stopping:
             node = self.queue.popleft()
             if node.state != QUEUED:
                 continue
+            if cache is not None and node.attempt == 0 and not node.cache_key:
+                try:
+                    hit = cache.lookup(self, node)
+                except Exception as exc:  # a key that cannot be computed fails the step
+                    node.attempt = 1
+                    events.extend(self._on_failure(node, exc, retry=False)[0])
+                    continue
+                if isinstance(hit, Wait):
+                    node.state = WAITING  # another run computes this key: reuse its result
+                    self._waits.append((node, hit))
+                    continue
+                if hit is not None:
+                    events.append(hit.event)
+                    self._settle(node, hit.outputs, COMPLETED, events)
+                    continue
             node.state = RUNNING
             node.attempt += 1
             self.running += 1
@@ -163,6 +202,17 @@ class RunLoop:
         node.state = state
         self.unfinished -= 1
 
+    def _settle(
+        self, node: _Node, refs: dict[str, ArtifactRef], state: int, events: list[AnyEvent]
+    ) -> None:
+        """A step has its outputs (run or cached): unblock what waited for it."""
+        self.produced[node.id] = refs
+        self._finish(node, state)
+        for dep in node.dependents:
+            dep.waiting -= 1
+            if dep.waiting == 0 and dep.state == PENDING:
+                self._queue(dep, events)
+
     def _on_success(self, node: _Node, refs: dict[str, ArtifactRef]) -> list[AnyEvent]:
         events: list[AnyEvent] = [ArtifactStored(step=node.id, artifact=r) for r in refs.values()]
         events.append(
@@ -171,58 +221,83 @@ class RunLoop:
                 attempt=node.attempt,
                 outputs={name: ref.id for name, ref in refs.items()},
                 duration=time.monotonic() - node.started,
+                cache_key=node.cache_key,
             )
         )
-        self.produced[node.id] = refs
-        self._finish(node, COMPLETED)
-        for dep in node.dependents:
-            dep.waiting -= 1
-            if dep.waiting == 0 and dep.state == PENDING:
-                self._queue(dep, events)
+        if node.cache_key and self.cache is not None:
+            self.cache.record(node.cache_key, self.stream, node.id, refs)
+        self._settle(node, refs, COMPLETED, events)
         return events
 
     def _skip(self, node: _Node, reason: str, events: list[AnyEvent]) -> None:
         self._finish(node, SKIPPED)
         events.append(StepSkipped(step=node.id, reason=reason))
 
-    def _on_failure(self, node: _Node, exc: BaseException) -> list[AnyEvent]:
-        events: list[AnyEvent] = [
-            StepFailed(
-                step=node.id,
-                attempt=node.attempt,
-                error_type=type(exc).__qualname__,
-                error=str(exc) or type(exc).__qualname__,
-                traceback="".join(traceback.format_exception(exc)),
+    def _failed_event(self, node: _Node, exc: BaseException, final: bool) -> StepFailed:
+        return StepFailed(
+            step=node.id,
+            attempt=node.attempt,
+            error_type=type(exc).__qualname__,
+            error=str(exc) or type(exc).__qualname__,
+            traceback="".join(traceback.format_exception(exc)),
+            final=final,
+        )
+
+    def _on_failure(
+        self, node: _Node, exc: BaseException, *, retry: bool = True
+    ) -> tuple[list[AnyEvent], float | None]:
+        """Returns the events and, when the step will be retried, the retry's due time."""
+        if retry and not self.stopping and _retry.should_retry(node.retry, node.attempt):
+            due = _retry.due_at(
+                node.retry, node.attempt, self.engine.clock.now(), self.engine.rng.random()
             )
-        ]
+            self.running -= 1
+            node.state = RETRYING
+            log.info("step_retry", run_id=self.stream, step=node.id, attempt=node.attempt)
+            return [
+                self._failed_event(node, exc, final=False),
+                StepRetryScheduled(step=node.id, attempt=node.attempt + 1, due_at=due),
+            ], due
+        events: list[AnyEvent] = [self._failed_event(node, exc, final=True)]
         self._finish(node, FAILED)
+        self._release(node)
         if self.first_error is None:
             self.first_error = exc
             self.failed_step = node.id
         log.info("step_failed", run_id=self.stream, step=node.id, error=str(exc))
         mode = self.plan.execution_mode
-        reason = f"upstream step {node.id!r} failed"
         if mode is ExecutionMode.CONTINUE_ON_FAILURE:
+            reason = f"upstream step {node.id!r} failed"
             stack = list(node.dependents)
             while stack:
                 dep = stack.pop()
                 if dep.state == PENDING:
                     self._skip(dep, reason, events)
                     stack.extend(dep.dependents)
-            return events
-        self.stopping = True
-        reason = f"run stopped after step {node.id!r} failed"
-        for other in self.nodes.values():
-            if other.state in (PENDING, QUEUED):
-                self._skip(other, reason, events)
+            return events, None
+        self._stop(f"run stopped after step {node.id!r} failed", events)
         if mode is ExecutionMode.FAIL_FAST:
             for other in self.nodes.values():
                 if other.state == RUNNING and other.scope is not None:
                     other.scope.cancel()
-        return events
+        return events, None
+
+    def _stop(self, reason: str, events: list[AnyEvent]) -> None:
+        """Start nothing new: skip every step that has not started, cancel pending retries."""
+        self.stopping = True
+        for other in self.nodes.values():
+            if other.state in (PENDING, QUEUED, WAITING):
+                self._skip(other, reason, events)
+        for timer in self._timers:
+            timer.cancel()
+
+    def _release(self, node: _Node) -> None:
+        if node.cache_key and self.cache is not None:
+            self.cache.release(node.cache_key)
 
     def _on_cancelled(self, node: _Node) -> list[AnyEvent]:
         self._finish(node, CANCELLED)
+        self._release(node)
         return [StepCancelled(step=node.id)]
 
     def _metadata_events(self) -> list[AnyEvent]:
@@ -239,10 +314,36 @@ class RunLoop:
         # (it is queued), and _record_cancel settles every step that was decided but not run.
         await self.engine.store.append(self.stream, events, expected)
 
+    async def _append_shielded(self, events: Sequence[AnyEvent]) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.engine.store.append(self.stream, events)
+
     def _launch(self, nodes: list[_Node]) -> None:
         send = self._send
         for node in nodes:
             send.send_nowait(node)
+        if self._waits and self._tg is not None:
+            waits, self._waits = self._waits, []
+            for node, wait in waits:
+                self._tg.start_soon(self._await_flight, node, wait, name=f"wait {node.id}")
+
+    async def _await_flight(self, node: _Node, wait: Wait) -> None:
+        """Wait for the run computing the same cache key, then look the key up again."""
+        await wait.done.wait()
+        if node.state == WAITING:
+            node.state = QUEUED
+            self.queue.appendleft(node)
+            await self._commit_and_launch([])
+
+    async def _commit_and_launch(self, events: list[AnyEvent]) -> None:
+        if self.ctx.pending_metadata:
+            events.extend(self._metadata_events())
+        launch = self._start_queued(events)
+        if self.unfinished == 0:
+            self._send.close()  # the workers drain and stop: the run's steps are all settled
+        if events:
+            await self._append(events)
+        self._launch(launch)
 
     async def _worker(self, recv: MemoryObjectReceiveStream[_Node]) -> None:
         """One of at most ``max_concurrency`` workers: runs launched steps one at a time.
@@ -254,43 +355,98 @@ class RunLoop:
             async for node in recv:
                 await self._run_node(node, fail_fast)
 
+    async def _attempt(
+        self, node: _Node, ctx: StepContext
+    ) -> tuple[dict[str, ArtifactRef] | None, BaseException | None]:
+        inv = node.inv
+        try:
+            if node.env:
+                async with self.engine.env_gate.apply(node.env):
+                    refs = await self.executor.run(
+                        inv.step, ctx, inv.inputs, inv.parameters, self.produced
+                    )
+            else:
+                refs = await self.executor.run(
+                    inv.step, ctx, inv.inputs, inv.parameters, self.produced
+                )
+        except Exception as exc:
+            return None, exc
+        return refs, None
+
     async def _run_node(self, node: _Node, fail_fast: bool) -> None:
         inv = node.inv
-        ctx = StepContext(self.ctx, inv.step.name, inv.id, attempt=node.attempt)
+        hooks = inv.step.hooks
+        ctx = StepContext(self.ctx, inv.step.name, inv.id, node.env, node.attempt)
+        if hooks and node.attempt == 1 and (spec := hooks.get("on_start")) is not None:
+            await self._fire(spec, ctx)
+        node.started = time.monotonic()
         refs: dict[str, ArtifactRef] | None = None
         error: BaseException | None = None
-        node.started = time.monotonic()
         if fail_fast:
             # Only fail_fast cancels single steps, so only it pays for a scope per step.
             with anyio.CancelScope() as scope:
                 node.scope = scope
-                try:
-                    refs = await self.executor.run(
-                        inv.step, ctx, inv.inputs, inv.parameters, self.produced
-                    )
-                except Exception as exc:
-                    error = exc
+                refs, error = await self._attempt(node, ctx)
             node.scope = None
         else:
-            try:
-                refs = await self.executor.run(
-                    inv.step, ctx, inv.inputs, inv.parameters, self.produced
-                )
-            except Exception as exc:
-                error = exc
+            refs, error = await self._attempt(node, ctx)
+        due: float | None = None
         if refs is not None:
             events = self._on_success(node, refs)
         elif error is not None:
-            events = self._on_failure(node, error)
+            events, due = self._on_failure(node, error)
         else:
             events = self._on_cancelled(node)
-        if self.ctx.pending_metadata:
-            events.extend(self._metadata_events())
-        launch = self._start_queued(events)
-        if self.unfinished == 0:
-            self._send.close()  # the workers drain and stop: the run's steps are all settled
-        await self._append(events)
-        self._launch(launch)
+        await self._commit_and_launch(events)
+        if due is not None:
+            assert self._tg is not None
+            self._tg.start_soon(self._retry_at, node, due, name=f"retry {node.id}")
+            return
+        if hooks:
+            await self._step_outcome_hooks(node, ctx, error)
+
+    async def _step_outcome_hooks(
+        self, node: _Node, ctx: StepContext, error: BaseException | None
+    ) -> None:
+        hooks = node.inv.step.hooks
+        if node.state == CANCELLED:
+            error = error or anyio.get_cancelled_exc_class()("step cancelled")
+        if (spec := hooks.get("on_end")) is not None:
+            await self._fire(spec, ctx, error)
+        kind = "on_success" if node.state == COMPLETED else "on_failure"
+        if (spec := hooks.get(kind)) is not None:
+            await self._fire(spec, ctx, error)
+
+    async def _fire(
+        self, spec: Any, ctx: StepContext | None, exception: BaseException | None = None
+    ) -> tuple[Any, BaseException | None]:
+        return await fire(
+            self._append,
+            spec,
+            run=self.ctx,
+            step_ctx=ctx,
+            exception=exception,
+            limiter=self.executor.thread_limiter,
+        )
+
+    async def _retry_at(self, node: _Node, due: float) -> None:
+        """Wait for a retry's due time without holding a worker, then queue the step again."""
+        with anyio.CancelScope() as scope:
+            self._timers.add(scope)
+            try:
+                await self.engine.clock.sleep_until(due)
+            finally:
+                self._timers.discard(scope)
+        events: list[AnyEvent] = []
+        if scope.cancelled_caught or self.stopping:
+            self._finish(node, CANCELLED)
+            events.append(StepCancelled(step=node.id))
+        else:
+            node.state = QUEUED
+            self.queue.appendleft(node)
+        await self._commit_and_launch(events)
+
+    # -- the run ---------------------------------------------------------------------------
 
     async def execute(self) -> RunOutcome:
         """Run to the end; returns the outcome. Cancellation records ``run.cancelled``."""
@@ -300,9 +456,9 @@ class RunLoop:
             self._send.close()
             self._recv.close()
 
-    async def _execute(self) -> RunOutcome:
+    def _created(self) -> list[AnyEvent]:
         plan = self.plan
-        events: list[AnyEvent] = [
+        return [
             RunCreated(
                 pipeline=plan.pipeline,
                 run_name=plan.run_name,
@@ -316,54 +472,110 @@ class RunLoop:
             ),
             RunStarted(owner=self.engine.owner_id, pid=os.getpid(), host=socket.gethostname()),
         ]
-        for node in self.nodes.values():
-            if node.waiting == 0:
-                self._queue(node, events)
-        launch = self._start_queued(events)
-        await self._append(events, expected=0)
-        log.info("run_started", run_id=self.stream, pipeline=plan.pipeline, steps=len(self.nodes))
-        send, recv = self._send, self._recv
+
+    async def _prepare(self) -> BaseException | None:
+        """Secrets and ``on_init``, before any step starts; an error here fails the run."""
+        plan = self.plan
+        secrets = self.engine.secrets
         try:
-            async with anyio.create_task_group() as tg:
-                workers = min(plan.max_concurrency, len(self.nodes))
-                for _ in range(workers):
-                    tg.start_soon(self._worker, recv.clone())
-                recv.close()
-                self._launch(launch)
-                if not self.nodes:
-                    send.close()
+            for node in self.nodes.values():
+                options = node.inv.step.options
+                wanted = [*plan.secrets, *(options.secrets or ())]
+                # Values go to the step's environment only: never into an event or a log.
+                secret_env = dict(secrets.resolve(dict.fromkeys(wanted))) if wanted else {}
+                node.env = merge_environment(
+                    plan.environment, options.environment or {}, secret_env
+                )
+        except Exception as exc:
+            return exc
+        spec = plan.hooks.get("on_init")
+        if spec is not None:
+            result, error = await self._fire(spec, None)
+            if error is not None:
+                return error
+            self.ctx.pipeline_state = result
+        return None
+
+    async def _execute(self) -> RunOutcome:
+        plan = self.plan
+        await self._append(self._created(), expected=0)
+        log.info("run_started", run_id=self.stream, pipeline=plan.pipeline, steps=len(self.nodes))
+        try:
+            prepared = await self._prepare()
+            if prepared is not None:
+                self.first_error = prepared
+                events: list[AnyEvent] = []
+                self._stop(f"the run failed before its steps: {prepared}", events)
+                await self._append(events)
+            else:
+                await self._steps()
         except anyio.get_cancelled_exc_class():
             await self._record_cancel("cancelled")
             raise
         except BaseException:
             await self._record_cancel("the engine stopped on an internal error")
             raise
-        final: list[AnyEvent] = self._metadata_events()
-        if self.first_error is not None or any(n.state == CANCELLED for n in self.nodes.values()):
-            error = self.first_error
-            message = f"step {self.failed_step!r} failed: {error}" if error else "steps cancelled"
-            final.append(RunFailed(error=message, failed_step=self.failed_step))
-            await self._append_shielded(final)
-            log.info("run_failed", run_id=self.stream, step=self.failed_step)
-            return RunOutcome("failed", error, self.failed_step)
-        final.append(RunSucceeded(outputs=plan.outputs))
-        await self._append_shielded(final)
-        log.info("run_succeeded", run_id=self.stream)
-        return RunOutcome("completed")
+        return await self._finish_run()
 
-    async def _append_shielded(self, events: Sequence[AnyEvent]) -> None:
-        with anyio.CancelScope(shield=True):
-            await self.engine.store.append(self.stream, events)
+    async def _steps(self) -> None:
+        events: list[AnyEvent] = []
+        for node in self.nodes.values():
+            if node.waiting == 0:
+                self._queue(node, events)
+        launch = self._start_queued(events)
+        if self.unfinished == 0:
+            self._send.close()
+        await self._append(events)
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for _ in range(min(self.plan.max_concurrency, len(self.nodes))):
+                tg.start_soon(self._worker, self._recv.clone())
+            self._recv.close()
+            self._launch(launch)
+
+    async def _finish_run(self) -> RunOutcome:
+        plan = self.plan
+        if self.cache is not None:
+            self.cache.release_all()
+        final: list[AnyEvent] = self._metadata_events()
+        cancelled = any(n.state == CANCELLED for n in self.nodes.values())
+        if self.first_error is None and not cancelled:
+            final.append(RunSucceeded(outputs=plan.outputs))
+            await self._append_shielded(final)
+            log.info("run_succeeded", run_id=self.stream)
+            await self._pipeline_hooks("on_success", None)
+            return RunOutcome("completed")
+        error = self.first_error
+        where = f"step {self.failed_step!r}" if self.failed_step else "the run"
+        message = f"{where} failed: {error}" if error else "steps cancelled"
+        final.append(RunFailed(error=message, failed_step=self.failed_step))
+        await self._append_shielded(final)
+        log.info("run_failed", run_id=self.stream, step=self.failed_step)
+        await self._pipeline_hooks("on_failure", error)
+        return RunOutcome("failed", error, self.failed_step)
+
+    async def _pipeline_hooks(self, outcome: str, error: BaseException | None) -> None:
+        """``on_success``/``on_failure`` once the outcome is committed, then ``on_cleanup``."""
+        hooks = self.plan.hooks
+        if not hooks:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_DEADLINE):
+            for kind in (outcome, "on_cleanup"):
+                spec = hooks.get(kind)
+                if spec is not None:
+                    await self._fire(spec, None, error)
 
     async def _record_cancel(self, reason: str) -> None:
         events: list[AnyEvent] = []
         for node in self.nodes.values():
-            if node.state in (PENDING, QUEUED, RUNNING):
-                if node.state == RUNNING:
-                    events.append(StepCancelled(step=node.id))
-                    self._finish(node, CANCELLED)
-                else:
-                    self._skip(node, reason, events)
+            if node.state in (RUNNING, RETRYING):
+                events.append(StepCancelled(step=node.id))
+                self._finish(node, CANCELLED)
+            elif node.state in (PENDING, QUEUED, WAITING):
+                self._skip(node, reason, events)
+        if self.cache is not None:
+            self.cache.release_all()
         events.append(RunCancelled(reason=reason))
         with anyio.move_on_after(5, shield=True):
             await self.engine.store.append(self.stream, events)
+        await self._pipeline_hooks("on_failure", anyio.get_cancelled_exc_class()(reason))

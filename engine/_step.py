@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar, overload
 
 from . import _compile
+from ._run_hooks import STEP_HOOKS, HookSet, check_hooks
 from ._signature import StepSignature, read_signature
 from .errors import PipelineDefinitionError
 
@@ -65,6 +66,7 @@ class BaseStep:
         self.entrypoint = func
         self.options = options
         self.signature: StepSignature = read_signature(func, self.name)
+        self.hooks: HookSet = _hooks_of(self.name, options)
         functools.update_wrapper(self, func)
 
     # -- identity --------------------------------------------------------------------------
@@ -117,12 +119,14 @@ class BaseStep:
         clone.__dict__.pop("code_hash", None)
         if "name" in options:
             clone.signature = read_signature(self.entrypoint, clone.name)
+        clone.hooks = _hooks_of(clone.name, clone.options)
         return clone
 
     def configure(self, **options: Any) -> BaseStep:
         """Change this step's options in place; returns the step."""
         _check_options(f"step {self.name!r}", options)
         self.options = replace(self.options, **options)
+        self.hooks = _hooks_of(self.name, self.options)
         return self
 
     # -- calling ---------------------------------------------------------------------------
@@ -148,6 +152,12 @@ class BaseStep:
 
     def __repr__(self) -> str:
         return f"<step {self.name}>"
+
+
+def _hooks_of(name: str, options: StepOptions) -> HookSet:
+    """The step's hooks, checked now: a hook that cannot take its arguments fails here."""
+    given = {kind: getattr(options, kind) for kind in STEP_HOOKS}
+    return check_hooks(f"step {name!r}", given, STEP_HOOKS)
 
 
 def _qualname(obj: Any) -> str:

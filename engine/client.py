@@ -197,6 +197,47 @@ class Client:
             raise ArtifactError(f"no artifact named {name!r} ({which}) in {self.home.db}")
         return ArtifactVersionView(self.home, found.ref, found.version)
 
+    # -- secrets ---------------------------------------------------------------------------
+
+    def create_secret(self, name: str, values: dict[str, str], *, overwrite: bool = False) -> None:
+        """Store a secret in this home's secret store (its own 0600 file, never the event log).
+
+        Steps with ``secrets=[name]`` see its keys as environment variables.
+
+        Raises:
+            SecretError: the name or a key is invalid, a value is not a string, or the secret
+                exists and ``overwrite`` is false.
+        """
+        from ._secrets import SecretStore
+
+        SecretStore(self.home.secrets).create(name, values, overwrite=overwrite)
+
+    def get_secret(self, name: str) -> dict[str, str]:
+        """A secret's values (a ``dict`` whose ``repr`` shows the keys only).
+
+        Raises:
+            SecretError: no secret has that name.
+        """
+        from ._secrets import SecretStore
+
+        return SecretStore(self.home.secrets).get(name)
+
+    def list_secrets(self) -> list[str]:
+        """The names of this home's secrets, sorted."""
+        from ._secrets import SecretStore
+
+        return SecretStore(self.home.secrets).list()
+
+    def delete_secret(self, name: str) -> None:
+        """Remove a secret.
+
+        Raises:
+            SecretError: no secret has that name.
+        """
+        from ._secrets import SecretStore
+
+        SecretStore(self.home.secrets).delete(name)
+
 
 def _last_seq(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT MAX(seq) FROM events").fetchone()

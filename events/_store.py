@@ -35,6 +35,7 @@ from ._writer import TransactionHook as TransactionHook
 
 Durability = Literal["normal", "full"]
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
+_INLINE_ROWS = 64  # batches up to this many rows may commit inline (see EventStore._commit)
 _MAX_BATCH_ROWS = 8192
 _QUEUE = 4096  # requests waiting for the writer before ``append`` applies backpressure
 _COLUMNS = "seq, stream, version, type, recorded_at, payload, hash"
@@ -87,8 +88,9 @@ def _prepare_writer(
             hook.install(conn)
 
     try:
-        # Short: the writer retries in Python, with a deadline and a clear error (retry_busy).
-        conn.execute("PRAGMA busy_timeout = 50")
+        # Zero: the writer retries in Python, with a deadline and a clear error (retry_busy),
+        # and the inline fast path (BatchWriter.try_inline) must never wait on the event loop.
+        conn.execute("PRAGMA busy_timeout = 0")
         # Another process may be creating the same database right now: retry while it is busy.
         retry_busy(wal, busy_deadline, path)
         conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
@@ -103,7 +105,7 @@ def _prepare_writer(
             retry_busy(lambda: in_transaction(conn, install), busy_deadline, path)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot prepare {path}: {exc}") from exc
-    return BatchWriter(conn, path, hooks, busy_deadline)
+    return BatchWriter(conn, path, hooks, busy_deadline, durability)
 
 
 class EventStore:
@@ -135,6 +137,7 @@ class EventStore:
         self._failure: BaseException | None = None
         self._closed = False
         self._reader_open = True
+        self._inline = batch_writer.durability == "normal"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -162,7 +165,9 @@ class EventStore:
         hooks = tuple(hooks)
         fresh = await anyio.to_thread.run_sync(_schema.inspect, path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = aiosqlite.connect(path, isolation_level=None)
+        # check_same_thread=False: small batches may commit inline from the writer task (see
+        # _commit); only the writer task ever uses this connection, one batch at a time.
+        writer = aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
         try:
             await writer
         except sqlite3.Error as exc:
@@ -277,7 +282,14 @@ class EventStore:
 
     async def _commit(self, batch: list[Request]) -> None:
         try:
-            written = await _on_thread(self._writer, self._batch_writer.write, batch)
+            written = None
+            if self._inline and sum(len(r.items) for r in batch) <= _INLINE_ROWS:
+                # A small batch under durability="normal" (no fsync) commits faster than a
+                # round trip to the writer thread takes; if another process holds the lock it
+                # falls back to the thread, which waits with backoff off the event loop.
+                written = self._batch_writer.try_inline(batch)
+            if written is None:
+                written = await _on_thread(self._writer, self._batch_writer.write, batch)
         except Exception as exc:
             if len(batch) > 1 and not isinstance(exc, StoreBusyError):
                 # Isolate the request that failed: commit the others one by one. (Not when the

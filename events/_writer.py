@@ -152,7 +152,9 @@ class BatchWriter:
         path: Path,
         hooks: Sequence[TransactionHook],
         busy_deadline: float,
+        durability: str = "normal",
     ) -> None:
+        self.durability = durability
         self._conn = conn
         self._path = path
         self._hooks = tuple(hooks)
@@ -171,6 +173,21 @@ class BatchWriter:
             self._busy_deadline,
             self._path,
         )
+        return self._committed(head, versions, written)
+
+    def try_inline(self, batch: Sequence[Request]) -> Written | None:
+        """Commit ``batch`` once, without waiting for a lock (the caller's thread must not
+        block: the connection's busy timeout is 0). None when another process holds the write
+        lock: nothing was written, and the caller retries with :meth:`write` on the thread."""
+        try:
+            head, versions, written = in_transaction(self._conn, lambda: self._write(batch))
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                return None
+            raise StoreError(f"write to {self._path} failed: {exc}") from exc
+        return self._committed(head, versions, written)
+
+    def _committed(self, head: int, versions: dict[str, int], written: Written) -> Written:
         # Committed: the versions just read or written are current as of the new head.
         if head != self._last_seq or len(self._versions) > _VERSION_CACHE_MAX:
             self._versions = versions

@@ -10,6 +10,8 @@ from ._fold import fold_run as fold_run
 from ._projector import Projector as Projector
 from ._projector import rebuild as rebuild
 from ._queries import MIN_PREFIX as MIN_PREFIX
+from ._queries import CacheEntry as CacheEntry
+from ._queries import cache_entries as cache_entries
 from ._queries import checkpoint as checkpoint
 from ._queries import find_runs as find_runs
 from ._queries import get_artifact_version as get_artifact_version
@@ -48,4 +50,6 @@ __all__ = [
     "get_artifact_version",
     "checkpoint",
     "MIN_PREFIX",
+    "CacheEntry",
+    "cache_entries",
 ]

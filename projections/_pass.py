@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
+import msgspec
 from msgspec.structs import replace
 
-from events import ArtifactStored, Recorded, RunCreated
+from events import ArtifactRef, ArtifactStored, Recorded, RunCreated, StepSucceeded
 
 from . import _tables
 from ._run_reducer import evolve_run
@@ -14,6 +15,13 @@ from ._step_reducer import evolve_step, step_of
 from ._views import RunView, StepView
 
 StepKey = tuple[str, str]
+_outputs_encoder = msgspec.msgpack.Encoder()
+_outputs_decoder = msgspec.msgpack.Decoder(dict[str, ArtifactRef])
+
+
+def decode_outputs(blob: bytes) -> dict[str, ArtifactRef]:
+    """The outputs of a ``cache_entries`` row."""
+    return _outputs_decoder.decode(blob)
 
 
 class Cache:
@@ -31,16 +39,16 @@ class Cache:
         self.at = None
 
     def keep(self, runs: dict[str, RunView], steps: dict[StepKey, StepView]) -> None:
-        for key, view in runs.items():
-            self.runs.pop(key, None)
-            self.runs[key] = view
-        for skey, sview in steps.items():
-            self.steps.pop(skey, None)
-            self.steps[skey] = sview
-        while len(self.runs) > self.size:
-            del self.runs[next(iter(self.runs))]
-        while len(self.steps) > self.size:
-            del self.steps[next(iter(self.steps))]
+        # First-in, first-out: a plain update keeps each key's first position, which is much
+        # cheaper than moving keys to the end (this runs inside every write transaction).
+        self.runs.update(runs)
+        self.steps.update(steps)
+        if len(self.runs) > self.size:
+            for key in list(self.runs)[: len(self.runs) - self.size]:
+                del self.runs[key]
+        if len(self.steps) > self.size:
+            for skey in list(self.steps)[: len(self.steps) - self.size]:
+                del self.steps[skey]
 
 
 class Pass:
@@ -60,6 +68,7 @@ class Pass:
         self.dirty_runs: dict[str, RunView] = {}
         self.dirty_steps: dict[StepKey, StepView] = {}
         self.artifacts: list[_tables.ArtifactRow] = []
+        self.cache_entries: list[tuple[str, str, str, str, float, bytes]] = []
         self.artifact_ids: set[str] = set()
         self.versions: dict[str, int] = {}
         self.names: dict[str, str] = {}
@@ -120,6 +129,18 @@ class Pass:
         new = evolve_step(view, rec)
         if new is not None and new is not view:
             self._set_step(key, new)
+            if isinstance(event, StepSucceeded) and event.cache_key:
+                outputs = {name: refs[0] for name, refs in new.outputs.items() if refs}
+                self.cache_entries.append(
+                    (
+                        event.cache_key,
+                        stream,
+                        step_id,
+                        new.name,
+                        rec.recorded_at,
+                        _outputs_encoder.encode(outputs),
+                    )
+                )
 
     def _unique_name(self, run: RunView) -> RunView:
         """The run, renamed ``<name>_2``, ``<name>_3``... if another run holds its name."""
@@ -165,6 +186,9 @@ class Pass:
             conn.executemany(_tables.UPSERT_STEP, steps)
         if self.artifacts:
             conn.executemany(_tables.INSERT_ARTIFACT, self.artifacts)
+        if self.cache_entries:
+            conn.executemany(_tables.INSERT_CACHE_ENTRY, self.cache_entries)
+            self.cache_entries.clear()
         if self.last_seq is not None:
             conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, self.last_seq))
         self.cache.keep(

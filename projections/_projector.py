@@ -64,7 +64,7 @@ class Projector:
             batches (the oldest are dropped first).
     """
 
-    def __init__(self, *, cache_size: int = 4096) -> None:
+    def __init__(self, *, cache_size: int = 32_768) -> None:
         self._cache = Cache(cache_size)
 
     def install(self, conn: sqlite3.Connection) -> None:

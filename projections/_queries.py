@@ -10,9 +10,12 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
+
 from events import ArtifactRef
 
 from . import _tables
+from ._pass import decode_outputs
 from ._status import ExecutionStatus
 from ._views import ArtifactView, RunState, RunView, StepView, decode_run, decode_step
 
@@ -199,3 +202,33 @@ def checkpoint(conn: sqlite3.Connection) -> int:
     except sqlite3.OperationalError:
         return 0  # no projection tables yet
     return 0 if row is None else int(row[0])
+
+
+class CacheEntry(msgspec.Struct, frozen=True):
+    """A step run whose outputs can serve a cache hit."""
+
+    cache_key: str
+    run_id: str
+    step_id: str
+    step_name: str
+    created_at: float
+    outputs: dict[str, ArtifactRef]
+
+
+def cache_entries(conn: sqlite3.Connection, step_names: Iterable[str]) -> dict[str, CacheEntry]:
+    """The newest cache entry per key among the steps named ``step_names``."""
+    names = sorted(set(step_names))
+    found: dict[str, CacheEntry] = {}
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            "SELECT cache_key, run_id, step_id, step_name, created_at, outputs FROM cache_entries"
+            f" WHERE step_name IN ({marks}) ORDER BY created_at",
+            chunk,
+        ).fetchall()
+        for key, run_id, step_id, step_name, created_at, blob in rows:
+            found[key] = CacheEntry(
+                key, run_id, step_id, step_name, created_at, decode_outputs(blob)
+            )
+    return found

@@ -19,7 +19,7 @@ from ._views import RunView, StepView, decode_run, decode_step, encode_view
 CHECKPOINT = "core"
 """This projection's row in ``projection_checkpoints``."""
 
-TABLES = ("runs", "step_runs", "artifacts")
+TABLES = ("runs", "step_runs", "artifacts", "cache_entries")
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -59,6 +59,17 @@ DDL = (
 )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS artifacts_by_name ON artifacts (name, version)",
     "CREATE INDEX IF NOT EXISTS artifacts_by_run ON artifacts (run_id, step_id)",
+    # A step run whose outputs may serve later cache hits (from step.succeeded's cache_key).
+    """CREATE TABLE IF NOT EXISTS cache_entries (
+    cache_key TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    step_name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    outputs BLOB NOT NULL,
+    PRIMARY KEY (cache_key, run_id, step_id)
+)""",
+    "CREATE INDEX IF NOT EXISTS cache_by_step ON cache_entries (step_name, created_at)",
     """CREATE TABLE IF NOT EXISTS projection_checkpoints (
     name TEXT PRIMARY KEY,
     seq INTEGER NOT NULL
@@ -85,6 +96,10 @@ INSERT_ARTIFACT = (
 ARTIFACT_COLUMNS = (
     "id, name, version, run_id, step_id, content_hash, uri, materializer, type_name, size,"
     " created_at"
+)
+INSERT_CACHE_ENTRY = (
+    "INSERT OR IGNORE INTO cache_entries (cache_key, run_id, step_id, step_name, created_at,"
+    " outputs) VALUES (?, ?, ?, ?, ?, ?)"
 )
 SET_CHECKPOINT = (
     "INSERT INTO projection_checkpoints (name, seq) VALUES (?, ?)"

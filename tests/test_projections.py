@@ -633,7 +633,7 @@ def test_exported_names() -> None:
         "ExecutionStatus", "RunView", "StepView", "RunState", "ArtifactView", "evolve_run",
         "evolve_step", "step_of", "fold_run", "Projector", "rebuild", "get_run", "find_runs",
         "list_runs", "get_steps", "get_run_state", "list_artifact_versions",
-        "get_artifact_version", "checkpoint", "MIN_PREFIX",
+        "get_artifact_version", "checkpoint", "MIN_PREFIX", "CacheEntry", "cache_entries",
     }  # fmt: skip
     for name in projections.__all__:
         obj = getattr(projections, name)

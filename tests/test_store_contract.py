@@ -82,15 +82,18 @@ def write_lock(path: Path) -> Iterator[sqlite3.Connection]:
 
 @pytest.fixture
 def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record how many requests each write transaction carried."""
+    """Record how many requests each write transaction carried (inline or on the thread; a
+    transaction body runs only once the write lock is held)."""
     sizes: list[int] = []
-    original = _writer.BatchWriter.write
+    original = _writer.BatchWriter._write
 
-    def write(self: _writer.BatchWriter, batch: Sequence[_writer.Request]) -> _writer.Written:
+    def _write(
+        self: _writer.BatchWriter, batch: Sequence[_writer.Request]
+    ) -> tuple[int, dict[str, int], _writer.Written]:
         sizes.append(len(batch))
         return original(self, batch)
 
-    monkeypatch.setattr(_writer.BatchWriter, "write", write)
+    monkeypatch.setattr(_writer.BatchWriter, "_write", _write)
     return sizes
 
 

@@ -1,0 +1,179 @@
+"""Step caching for one run: compute each ready step's key, find a reusable earlier result.
+
+The run's cache entries (``cache_entries`` projection rows for the plan's step names) are read
+once when the run starts, so a lookup inside the run loop's synchronous decision is a dict
+lookup: a fully cached chain resolves in one decision and one commit. A hit is used only if it
+has not expired and every output file still exists (a cache entry whose artifacts are gone is a
+miss, not a crash).
+
+Single flight: while a step with key K runs, other runs in this process that need K wait for it
+and then record ``step.cached``. That needs one table shared by the runs of a process (keyed by
+database and cache key); it is the only process-wide state evenflow keeps. Runs in other
+processes do not wait for each other; they may both compute K (documented).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from events import AnyEvent, ArtifactRef, StepCached
+from projections import CacheEntry
+
+from ._cache_key import CacheKeyInputs, code_fingerprint, compute_cache_key, inputs_from_refs
+from ._retry import Clock
+
+if TYPE_CHECKING:
+    from ._artifacts import ArtifactStore
+    from ._run import RunLoop, _Node
+
+_RECENT_MAX = 65_536
+
+
+@dataclass(slots=True)
+class Hit:
+    """A usable cache entry: the ``step.cached`` event and the outputs it reuses."""
+
+    event: AnyEvent
+    outputs: dict[str, ArtifactRef]
+
+
+@dataclass(slots=True)
+class Wait:
+    """Another run in this process is computing the same key right now."""
+
+    key: str
+    done: anyio.Event
+
+
+class _Shared:
+    """Keys being computed, and entries recorded, by the runs of this process."""
+
+    def __init__(self) -> None:
+        self.inflight: dict[tuple[str, str], anyio.Event] = {}
+        self.recent: OrderedDict[tuple[str, str], CacheEntry] = OrderedDict()
+
+    def remember(self, db: str, entry: CacheEntry) -> None:
+        self.recent[(db, entry.cache_key)] = entry
+        while len(self.recent) > _RECENT_MAX:
+            self.recent.popitem(last=False)
+
+
+SHARED = _Shared()
+
+
+def _enabled(run_setting: bool | None, step_setting: bool | None) -> bool:
+    if run_setting is False:
+        return False  # with_options / PipelineRunConfiguration turned caching off for the run
+    if step_setting is not None:
+        return step_setting
+    return True if run_setting is None else run_setting
+
+
+class RunCache:
+    """Cache decisions for one run (built by the pipeline before the run starts)."""
+
+    def __init__(
+        self,
+        db: str,
+        entries: dict[str, CacheEntry],
+        artifacts: ArtifactStore,
+        clock: Clock,
+        *,
+        run_enable: bool | None,
+        policy: Any,
+    ) -> None:
+        self.db = db
+        self.entries = entries
+        self.artifacts = artifacts
+        self.clock = clock
+        self.run_enable = run_enable
+        self.policy = policy
+        self.owned: set[str] = set()
+
+    def _policy(self, node: _Node) -> Any:
+        return node.inv.step.options.cache_policy or self.policy
+
+    def key(self, loop: RunLoop, node: _Node) -> str:
+        inv = node.inv
+        step = inv.step
+        policy = self._policy(node)
+        refs: dict[str, Any] = {}
+        for name, ref in inv.inputs.items():
+            if isinstance(ref, list):
+                refs[name] = [loop.produced[r.step][r.output] for r in ref]
+            else:
+                refs[name] = loop.produced[ref.step][ref.output]
+        hashes, ids = inputs_from_refs(refs)
+        include_code = policy is None or getattr(policy, "include_step_code", True)
+        explicit_env = {**loop.plan.environment, **(step.options.environment or {})}
+        secrets = sorted({*loop.plan.secrets, *(step.options.secrets or ())})
+        config = step.spec_config()
+        return compute_cache_key(
+            CacheKeyInputs(
+                step=step.name,
+                code=code_fingerprint(step.entrypoint) if include_code else "",
+                parameters=inv.parameters,
+                input_hashes=hashes,
+                input_ids=ids,
+                environment=explicit_env,
+                secrets=secrets,
+                materializers=config.get("materializers", {}),
+            ),
+            policy,
+        )
+
+    def _usable(self, entry: CacheEntry, node: _Node) -> bool:
+        from ._cache_key import is_expired
+
+        if is_expired(entry.created_at, self.clock.now(), self._policy(node)):
+            return False
+        return all(self.artifacts.exists(ref) for ref in entry.outputs.values())
+
+    def lookup(self, loop: RunLoop, node: _Node) -> Hit | Wait | None:
+        """A hit, a key another run is computing, or None (then ``node.cache_key`` is set and
+        this run owns the key until :meth:`record` or :meth:`release`)."""
+        if not _enabled(self.run_enable, node.inv.step.options.enable_cache):
+            return None
+        key = self.key(loop, node)
+        entry = SHARED.recent.get((self.db, key)) or self.entries.get(key)
+        if entry is not None and self._usable(entry, node):
+            return Hit(
+                StepCached(
+                    step=node.id,
+                    cache_key=key,
+                    source_run=entry.run_id,
+                    source_step=entry.step_id,
+                    outputs=entry.outputs,
+                ),
+                dict(entry.outputs),
+            )
+        flight = SHARED.inflight.get((self.db, key))
+        if flight is not None and key not in self.owned:
+            return Wait(key, flight)
+        SHARED.inflight[(self.db, key)] = anyio.Event()
+        self.owned.add(key)
+        node.cache_key = key
+        return None
+
+    def record(self, key: str, run_id: str, step_id: str, refs: dict[str, ArtifactRef]) -> None:
+        """The step computing ``key`` succeeded: its outputs serve later lookups."""
+        entry = CacheEntry(key, run_id, step_id, step_id, self.clock.now(), dict(refs))
+        self.entries[key] = entry
+        SHARED.remember(self.db, entry)
+        self.release(key)
+
+    def release(self, key: str) -> None:
+        """Stop owning ``key`` (computed, failed or cancelled): wake the runs waiting for it."""
+        if key in self.owned:
+            self.owned.discard(key)
+            flight = SHARED.inflight.pop((self.db, key), None)
+            if flight is not None:
+                flight.set()
+
+    def release_all(self) -> None:
+        for key in list(self.owned):
+            self.release(key)
