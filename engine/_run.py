@@ -543,6 +543,12 @@ class RunLoop:
             final.append(RunSucceeded(outputs=plan.outputs))
             await self._append_shielded(final)
             log.info("run_succeeded", run_id=self.stream)
+            if plan.model is not None:
+                from ._models import link_run
+
+                refs = [ref for outputs in self.produced.values() for ref in outputs.values()]
+                with anyio.CancelScope(shield=True):
+                    await link_run(self.engine, plan.model, self.stream, refs)
             await self._pipeline_hooks("on_success", None)
             return RunOutcome("completed")
         error = self.first_error

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from ._home import Home
 from ._views import (
     ArtifactVersionView,
     PipelineRunView,
+    RunEvent,
     _connect,
     _read_view,
     view_from_state,
@@ -84,8 +86,12 @@ class Client:
         self.home = Home.resolve(home)
 
     def _conn(self) -> Any:
+        return _connect(self.home) if self._ready() else None
+
+    def _ready(self) -> bool:
+        """Whether the home has a database; catches its projections up with the log first."""
         if not self.home.db.exists():
-            return None
+            return False
         with _connect(self.home) as conn:
             try:
                 behind = projections.checkpoint(conn) < _last_seq(conn)
@@ -93,7 +99,7 @@ class Client:
                 behind = True
         if behind:
             _catch_up(self.home)
-        return _connect(self.home)
+        return True
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -183,6 +189,88 @@ class Client:
             raise RunNotFoundError(f"run {run_id!r} has no events at or before seq {at_seq}")
         return view_from_state(self.home, state)
 
+    # -- the log ---------------------------------------------------------------------------
+
+    async def tail(
+        self,
+        run_id: str | None = None,
+        since: int | None = None,
+        *,
+        type_prefix: str | None = None,
+        backlog: int = 20,
+        follow: bool = True,
+    ) -> AsyncIterator[RunEvent]:
+        """Events as any process commits them: ``async for event in Client().tail(): ...``.
+
+        Starts with the newest ``backlog`` matching events, or after seq ``since``, then follows
+        the log (woken by file-system events on the database; polling where watching fails)
+        until the loop is left or its task cancelled. Reads never hold a snapshot across a wait.
+
+        Args:
+            run_id: only this run's events (an id, a unique 8+ character id prefix, or a name).
+            since: start after this seq (0: the whole log).
+            type_prefix: only events whose type starts with this (``"step."``).
+            backlog: how many of the newest matching events to start with when ``since`` is None.
+            follow: keep following once caught up (False: stop there).
+
+        Raises:
+            RunNotFoundError: ``run_id`` matches no run.
+            StoreError: the home has no database, or it cannot be read.
+        """
+        import contextlib
+
+        import anyio
+
+        from events import Follower
+
+        stream = None
+        if run_id is not None:
+            stream = (await anyio.to_thread.run_sync(self.get_pipeline_run, run_id)).id
+        follower = Follower(
+            self.home.db,
+            since=since,
+            stream=stream,
+            type_prefix=type_prefix,
+            backlog=backlog,
+            follow=follow,
+        )
+        async with contextlib.aclosing(follower.records()) as records:
+            async for rec in records:
+                yield RunEvent(rec)
+
+    def rebuild_projections(self) -> int:
+        """Drop the persisted views (runs, step runs, artifacts) and fold them again from the log.
+
+        One write transaction, waiting up to a minute while another process writes: readers see
+        the old views or the new ones, never a mix. Returns the number of events folded.
+
+        Raises:
+            StoreError: no database, not an evenflow database, or the rebuild failed.
+            StoreBusyError: another process kept the write lock for a minute.
+        """
+        from events import StoreBusyError, StoreError, connect_database
+
+        conn = connect_database(self.home.db, write=True)
+        try:
+            return projections.rebuild(conn)
+        except sqlite3.OperationalError as exc:
+            code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise StoreBusyError(f"{self.home.db} stayed locked by another process") from exc
+            raise StoreError(f"cannot rebuild the projections of {self.home.db}: {exc}") from exc
+        finally:
+            conn.close()
+
+    # -- models ----------------------------------------------------------------------------
+
+    def get_model_version(self, name: str, version: str | int | None = None) -> Any:
+        """A model version by stage (``"production"``, ``"staging"``, ``"latest"``), name or
+        number; the newest when ``version`` is None. Its ``.artifacts`` maps the linked artifact
+        ids to output names; ``.run_ids`` lists the runs that created it."""
+        if not self._ready():
+            raise RunNotFoundError(f"no model named {name!r}: {self.home.db} does not exist")
+        return _model_version(self.home, name, version)
+
     # -- artifacts -------------------------------------------------------------------------
 
     def get_artifact_version(self, name: str, version: int | None = None) -> ArtifactVersionView:
@@ -237,6 +325,24 @@ class Client:
         from ._secrets import SecretStore
 
         SecretStore(self.home.secrets).delete(name)
+
+
+def _model_version(home: Home, name: str, version: str | int | None) -> Any:
+    from ._models import fold_model, stream_of
+
+    with _connect(home) as conn:
+        rows = conn.execute(
+            "SELECT seq, stream, version, type, recorded_at, payload, hash FROM events "
+            "WHERE stream = ? ORDER BY seq",
+            (stream_of(name),),
+        ).fetchall()
+    records = [_Recorded(r[0], r[1], r[2], r[3], r[4], decode(r[5]), r[6]) for r in rows]
+    if not records:
+        raise RunNotFoundError(f"no model named {name!r} in {home.db}")
+    found = fold_model(name, records).find(version)
+    if found is None:
+        raise RunNotFoundError(f"model {name!r} has no version {version!r}")
+    return found
 
 
 def _last_seq(conn: sqlite3.Connection) -> int:

@@ -3,6 +3,10 @@
 This package imports nothing else of evenflow's. ``projections`` builds on it; ``engine`` on both.
 """
 
+from ._audit import AuditProblem as AuditProblem
+from ._audit import AuditReport as AuditReport
+from ._audit import audit_database as audit_database
+from ._audit import connect_database as connect_database
 from ._chain import GENESIS as GENESIS
 from ._chain import ChainProblem as ChainProblem
 from ._chain import ChainRow as ChainRow
@@ -16,11 +20,14 @@ from ._errors import EngineError as EngineError
 from ._errors import StoreBusyError as StoreBusyError
 from ._errors import StoreCorruptedError as StoreCorruptedError
 from ._errors import StoreError as StoreError
+from ._export import audit_export as audit_export
+from ._export import export_stream as export_stream
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._store import Durability as Durability
 from ._store import EventStore as EventStore
 from ._store import TransactionHook as TransactionHook
 from ._subscription import Subscription as Subscription
+from ._tail import Follower as Follower
 from ._types import *  # noqa: F403  (every event type is public)
 from ._types import EVENT_TYPES as EVENT_TYPES
 from ._types import TAGS as TAGS

@@ -14,6 +14,7 @@ EXPORTED = {
     "Durability",
     "TransactionHook",
     "Subscription",
+    "Follower",
     "Recorded",
     "SCHEMA_VERSION",
     # errors
@@ -31,6 +32,13 @@ EXPORTED = {
     "ChainRow",
     "ChainProblem",
     "GENESIS",
+    # audit
+    "audit_database",
+    "audit_export",
+    "export_stream",
+    "connect_database",
+    "AuditReport",
+    "AuditProblem",
     # event types
     "Event",
     "AnyEvent",

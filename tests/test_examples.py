@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -50,3 +51,52 @@ def test_seed_dag_examples() -> None:
     latest_start = max(t.start_time for t in trainers if t.start_time)
     earliest_end = min(t.end_time for t in trainers if t.end_time)
     assert latest_start < earliest_end
+
+
+def _hook_events(run_name: str) -> list[tuple[str, str]]:
+    run = Client().get_pipeline(run_name).last_run
+    return [(e.type, e.hook) for e in run.events() if e.type.startswith("hook.")]
+
+
+def test_seed_hooks() -> None:
+    _run_script("seed_hooks.py")
+    client = Client()
+    assert client.get_pipeline("my_pipeline").last_run.steps["process_data"].output.load() == (
+        f"processed after setup at {dt.datetime.now():%Y}"
+    )
+    assert _hook_events("my_pipeline") == [("hook.started", "on_init"), ("hook.succeeded", "on_init")]
+    robust = client.get_pipeline("robust_pipeline").last_run
+    assert robust.status is ExecutionStatus.FAILED
+    assert _hook_events("robust_pipeline") == [
+        ("hook.started", "on_failure"),
+        ("hook.succeeded", "on_failure"),
+    ]
+    assert _hook_events("pipeline_with_cleanup") == [
+        ("hook.started", "on_cleanup"),
+        ("hook.succeeded", "on_cleanup"),
+    ]
+
+
+def test_seed_configuration() -> None:
+    _run_script("seed_configuration.py")
+    client = Client()
+    training = client.get_pipeline("my_pipeline").last_run
+    assert training.status is ExecutionStatus.COMPLETED
+    assert training.tags == ["production", "v1.0"]
+    assert training.config["settings"]["docker"]["parent_image"] == "tensorflow/tensorflow:latest-gpu"
+    assert [r.name for r in client.list_pipeline_runs(tags=["v1.0"])] == [training.name]
+    gpu = client.get_pipeline("gpu_pipeline").last_run
+    assert gpu.steps["train_on_gpu"].output.load() == "0,1|4"
+    secure = client.get_pipeline("secure_pipeline").last_run
+    assert secure.steps["upload_to_s3"].output.load() is True
+    cached = client.list_pipeline_runs(pipeline="cached_pipeline", sort_by="asc:created")
+    assert [s.status for s in cached[0].steps.values()] == [ExecutionStatus.COMPLETED] * 2
+    assert [s.status for s in cached[1].steps.values()] == [ExecutionStatus.CACHED] * 2
+    first, second = client.list_pipeline_runs(pipeline="time_sensitive_pipeline", sort_by="asc:created")
+    assert second.steps["process_data"].status is ExecutionStatus.CACHED  # timestamp ignored
+    assert second.steps["process_data"].original_step_run_id == f"{first.id}/process_data"
+    version = client.get_model_version("customer_churn", "production")
+    run = client.get_pipeline("model_training_pipeline").last_run
+    assert version.stage == "production"
+    assert run.steps["train"].output.id in version.artifacts
+    assert client.get_model_version("my_model").number == 1
