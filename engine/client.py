@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,7 +199,7 @@ class Client:
         type_prefix: str | None = None,
         backlog: int = 20,
         follow: bool = True,
-    ) -> AsyncIterator[RunEvent]:
+    ) -> AsyncGenerator[RunEvent, None]:
         """Events as any process commits them: ``async for event in Client().tail(): ...``.
 
         Starts with the newest ``backlog`` matching events, or after seq ``since``, then follows

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -203,7 +203,7 @@ class Follower:
     def __aiter__(self) -> AsyncIterator[Recorded]:
         return self.records()
 
-    async def records(self) -> AsyncIterator[Recorded]:
+    async def records(self) -> AsyncGenerator[Recorded, None]:
         """The events, as an async generator (see the class docstring)."""
         if not self.path.is_file():
             raise StoreError(f"no evenflow database at {self.path}")

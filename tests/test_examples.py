@@ -64,7 +64,10 @@ def test_seed_hooks() -> None:
     assert client.get_pipeline("my_pipeline").last_run.steps["process_data"].output.load() == (
         f"processed after setup at {dt.datetime.now():%Y}"
     )
-    assert _hook_events("my_pipeline") == [("hook.started", "on_init"), ("hook.succeeded", "on_init")]
+    assert _hook_events("my_pipeline") == [
+        ("hook.started", "on_init"),
+        ("hook.succeeded", "on_init"),
+    ]
     robust = client.get_pipeline("robust_pipeline").last_run
     assert robust.status is ExecutionStatus.FAILED
     assert _hook_events("robust_pipeline") == [
@@ -83,7 +86,9 @@ def test_seed_configuration() -> None:
     training = client.get_pipeline("my_pipeline").last_run
     assert training.status is ExecutionStatus.COMPLETED
     assert training.tags == ["production", "v1.0"]
-    assert training.config["settings"]["docker"]["parent_image"] == "tensorflow/tensorflow:latest-gpu"
+    assert (
+        training.config["settings"]["docker"]["parent_image"] == "tensorflow/tensorflow:latest-gpu"
+    )
     assert [r.name for r in client.list_pipeline_runs(tags=["v1.0"])] == [training.name]
     gpu = client.get_pipeline("gpu_pipeline").last_run
     assert gpu.steps["train_on_gpu"].output.load() == "0,1|4"
@@ -92,7 +97,9 @@ def test_seed_configuration() -> None:
     cached = client.list_pipeline_runs(pipeline="cached_pipeline", sort_by="asc:created")
     assert [s.status for s in cached[0].steps.values()] == [ExecutionStatus.COMPLETED] * 2
     assert [s.status for s in cached[1].steps.values()] == [ExecutionStatus.CACHED] * 2
-    first, second = client.list_pipeline_runs(pipeline="time_sensitive_pipeline", sort_by="asc:created")
+    first, second = client.list_pipeline_runs(
+        pipeline="time_sensitive_pipeline", sort_by="asc:created"
+    )
     assert second.steps["process_data"].status is ExecutionStatus.CACHED  # timestamp ignored
     assert second.steps["process_data"].original_step_run_id == f"{first.id}/process_data"
     version = client.get_model_version("customer_churn", "production")
