@@ -7,6 +7,8 @@ Switch from ZenML by changing the imports: ``from zenml import X`` -> ``from eng
 from ._context import get_pipeline_context as get_pipeline_context
 from ._context import get_step_context as get_step_context
 from ._context import log_metadata as log_metadata
+from ._dynamic import StepHandle as StepHandle
+from ._dynamic import unmapped as unmapped
 from ._engine import Engine as Engine
 from ._materializers import BaseMaterializer as BaseMaterializer
 from ._pipeline import Pipeline as Pipeline
@@ -53,6 +55,7 @@ __all__ = [
     "RunEvent",
     "Schedule",
     "StepFailedError",
+    "StepHandle",
     "StepRetryConfig",
     "StepRunView",
     "get_pipeline_context",
@@ -60,4 +63,5 @@ __all__ = [
     "log_metadata",
     "pipeline",
     "step",
+    "unmapped",
 ]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from ._cli_load import CliError
+from ._cli_log import audit_app, projections_app, replay_command, tail_command
 from ._cli_secret import secret_app
 
 if TYPE_CHECKING:
@@ -277,6 +278,12 @@ def runs_show(
             _print_json(run_dict(view))
         else:
             _console().print(run_details(view))
+
+
+app.command("tail")(tail_command)
+app.command("replay")(replay_command)
+app.add_typer(audit_app, name="audit")
+app.add_typer(projections_app, name="projections")
 
 
 # -- entry point -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, overload
 
 import anyio
 
-from projections import cache_entries
+from projections import cache_entries, cache_entries_of_pipeline
 
 from . import _compile
 from ._caching import RunCache
@@ -54,6 +54,7 @@ class PipelineOptions:
     execution_mode: ExecutionMode | str | None = None
     dynamic: bool = False
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_dynamic_steps: int | None = None
     retry: Any = None
     extra: Mapping[str, Any] | None = None
     # run options (with_options / PipelineRunConfiguration)
@@ -257,6 +258,45 @@ class Pipeline:
             model=opts.model,
         )
 
+    def _is_dynamic(self) -> bool:
+        return bool(self._overrides.get("dynamic", self.options.dynamic))
+
+    def _dynamic_plan(self, args: tuple[Any, ...], params: Mapping[str, Any]) -> RunPlan:
+        """A dynamic run's plan: no steps yet (the body declares them as it runs)."""
+        opts, file_params, step_updates = self._effective()
+        if step_updates:
+            raise ConfigurationError(
+                f"pipeline {self.name!r}: steps configuration needs a static pipeline (a "
+                "dynamic body declares its steps at run time)"
+            )
+        values = self._bind(args, params, opts, file_params)
+        template = opts.run_name or "{pipeline}-{date}-{time}"
+        run_name = _format_run_name(template.replace("{pipeline}", self.name), dt.datetime.now())
+        mode = ExecutionMode(opts.execution_mode or ExecutionMode.STOP_ON_FAILURE)
+        return RunPlan(
+            run_id=str(uuid.uuid4()),
+            run_name=run_name,
+            pipeline=self.name,
+            invocations={},
+            parameters=values,
+            outputs=[],
+            execution_mode=mode,
+            max_concurrency=opts.max_concurrency,
+            code=_code_location(self.entrypoint),
+            tags=list(opts.tags or []),
+            config=self._run_config(opts),
+            dynamic=True,
+            hooks=_hooks_of(self.name, opts),
+            on_init_kwargs=dict(opts.on_init_kwargs or {}),
+            retry=opts.retry,
+            environment=dict(opts.environment or {}),
+            secrets=list(opts.secrets or []),
+            enable_cache=opts.enable_cache,
+            cache_policy=opts.cache_policy,
+            model=opts.model,
+            max_dynamic_steps=opts.max_dynamic_steps,
+        )
+
     def _run_config(self, opts: PipelineOptions) -> dict[str, Any]:
         from ._settings import validate_settings
 
@@ -292,7 +332,11 @@ class Pipeline:
             PipelineRunFailedError: the run failed (unless ``raise_on_failure=False``); its
                 ``.run`` is the view and its ``__cause__`` the first step's exception.
         """
-        plan = self.compile(*args, **params)
+        plan = (
+            self._dynamic_plan(args, params)
+            if self._is_dynamic()
+            else self.compile(*args, **params)
+        )
         if engine is None:
             async with Engine.open() as opened:
                 return await self._execute(opened, plan)
@@ -300,8 +344,11 @@ class Pipeline:
 
     async def _execute(self, engine: Engine, plan: RunPlan) -> PipelineRunView:
         plan.run_name = await _unique_run_name(engine, plan.run_name)
-        names = {inv.step.name for inv in plan.invocations.values()}
-        entries = await engine.store.run_read(cache_entries, names) if names else {}
+        if plan.dynamic:
+            entries = await engine.store.run_read(cache_entries_of_pipeline, plan.pipeline)
+        else:
+            names = {inv.step.name for inv in plan.invocations.values()}
+            entries = await engine.store.run_read(cache_entries, names) if names else {}
         cache = RunCache(
             str(engine.home.db),
             entries,
@@ -310,7 +357,10 @@ class Pipeline:
             run_enable=plan.enable_cache,
             policy=plan.cache_policy,
         )
-        outcome = await RunLoop(engine, plan, cache).execute()
+        loop = RunLoop(engine, plan, cache)
+        if plan.dynamic:
+            loop.body = (self.entrypoint, plan.parameters)
+        outcome = await loop.execute()
         view = await load_run_view_async(engine, plan.run_id)
         raise_on_failure = self._overrides.get("raise_on_failure", self.options.raise_on_failure)
         if outcome.status == "failed" and raise_on_failure:

@@ -15,13 +15,16 @@ the ``ready``/``started`` events of the steps the outcome unblocks.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import math
 import os
 import socket
 import time
 import traceback
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +43,7 @@ from events import (
     RunStarted,
     RunSucceeded,
     StepCancelled,
+    StepDeclared,
     StepFailed,
     StepReady,
     StepRetryScheduled,
@@ -79,6 +83,7 @@ class _Node:
     env: dict[str, str] = field(default_factory=dict)
     retry: Any = None
     cache_key: str = ""
+    done: anyio.Event | None = None  # created when a dynamic body waits for this step
 
     @property
     def id(self) -> str:
@@ -109,6 +114,7 @@ class RunPlan:
     enable_cache: bool | None = None
     cache_policy: Any = None
     model: Any = None
+    max_dynamic_steps: int | None = None
 
 
 @dataclass(slots=True)
@@ -143,6 +149,10 @@ class RunLoop:
         self.failed_step: str | None = None
         self._timers: set[anyio.CancelScope] = set()
         self._waits: list[tuple[_Node, Wait]] = []
+        self.body_done = not plan.dynamic
+        self.body: tuple[Any, dict[str, Any]] | None = None  # dynamic: (function, parameters)
+        self._batch: list[AnyEvent] | None = None
+        self._batch_launch: list[_Node] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._send: MemoryObjectSendStream[_Node]
         self._recv: MemoryObjectReceiveStream[_Node]
@@ -201,6 +211,8 @@ class RunLoop:
             self.running -= 1
         node.state = state
         self.unfinished -= 1
+        if node.done is not None:
+            node.done.set()
 
     def _settle(
         self, node: _Node, refs: dict[str, ArtifactRef], state: int, events: list[AnyEvent]
@@ -339,11 +351,14 @@ class RunLoop:
         if self.ctx.pending_metadata:
             events.extend(self._metadata_events())
         launch = self._start_queued(events)
-        if self.unfinished == 0:
-            self._send.close()  # the workers drain and stop: the run's steps are all settled
+        self._maybe_close()
         if events:
             await self._append(events)
         self._launch(launch)
+
+    def _maybe_close(self) -> None:
+        if self.unfinished == 0 and self.body_done:
+            self._send.close()  # the workers drain and stop: the run's steps are all settled
 
     async def _worker(self, recv: MemoryObjectReceiveStream[_Node]) -> None:
         """One of at most ``max_concurrency`` workers: runs launched steps one at a time.
@@ -446,6 +461,103 @@ class RunLoop:
             self.queue.appendleft(node)
         await self._commit_and_launch(events)
 
+    # -- dynamic runs ----------------------------------------------------------------------
+
+    def declare(self, inv: Invocation) -> None:
+        """A dynamic body declared a step: record it and start it as soon as it can."""
+        ups = [self.nodes[u] for u in inv.upstream()]
+        node = _Node(inv, sum(1 for u in ups if u.state != COMPLETED))
+        node.retry = _retry.effective_retry(inv.step.options.retry, self.plan.retry)
+        node.env = self._node_env(node)
+        self.nodes[inv.id] = node
+        self.unfinished += 1
+        for up in ups:
+            up.dependents.append(node)
+        events: list[AnyEvent] = [StepDeclared(spec=inv.spec())]
+        broken = [u.id for u in ups if u.state in (FAILED, SKIPPED, CANCELLED)]
+        if self.stopping or broken:
+            why = f"upstream step {broken[0]!r} did not succeed" if broken else "run stopping"
+            self._skip(node, why, events)
+        elif node.waiting == 0:
+            self._queue(node, events)
+        if self._batch is not None:
+            self._batch.extend(events)
+            return
+        self._submit(events)
+
+    def _submit(self, events: list[AnyEvent]) -> None:
+        """Decide what can start, queue the append now (decision order), launch once committed."""
+        launch = self._start_queued(events)
+        req = self.engine.store.submit(self.stream, events)
+        assert self._tg is not None
+        self._tg.start_soon(self._launch_when_committed, req, launch)
+
+    async def _launch_when_committed(self, req: Any, launch: list[_Node]) -> None:
+        if req is not None:
+            await req.done.wait()
+            if req.error is not None:
+                raise req.error
+        self._launch(launch)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Declare many steps (``step.map``) in one append."""
+        self._batch = []
+        try:
+            yield
+        finally:
+            events, self._batch = self._batch, None
+            if events:
+                self._submit(events)
+
+    async def wait_for(self, step_id: str, output: str) -> ArtifactRef:
+        """Wait until a declared step settles; its output's artifact, or StepFailedError."""
+        node = self.nodes[step_id]
+        if node.state not in (COMPLETED, FAILED, SKIPPED, CANCELLED):
+            if node.done is None:
+                node.done = anyio.Event()
+            await node.done.wait()
+        if node.state != COMPLETED:
+            from ._dynamic import failed_error
+
+            state = {FAILED: "failed", SKIPPED: "was skipped", CANCELLED: "was cancelled"}
+            error = None
+            if node.state == FAILED and self.failed_step == step_id:
+                error = str(self.first_error)
+            raise failed_error(step_id, state[node.state], error)
+        return self.produced[step_id].get(output) if output else None  # type: ignore[return-value]
+
+    async def _run_body(self) -> None:
+        from ._dynamic import CURRENT, DEFAULT_MAX_DYNAMIC_STEPS, DynamicSession, StepHandle
+
+        assert self.body is not None
+        func, params = self.body
+        session = DynamicSession(self, self.plan.max_dynamic_steps or DEFAULT_MAX_DYNAMIC_STEPS)
+        token = CURRENT.set(session)
+        returned: Any = None
+        try:
+            if inspect.iscoroutinefunction(func):
+                returned = await func(**params)
+            else:
+                returned = await anyio.to_thread.run_sync(
+                    functools.partial(func, **params), abandon_on_cancel=True
+                )
+        except Exception as exc:
+            log.info("body_failed", run_id=self.stream, error=str(exc))
+            if self.first_error is None:
+                self.first_error = exc
+            events: list[AnyEvent] = []
+            self._stop(f"the pipeline body failed: {exc}", events)
+            if events:
+                await self._append(events)
+        finally:
+            CURRENT.reset(token)
+            session.closed = True
+        items = returned if isinstance(returned, tuple | list) else [returned]
+        self.plan.outputs = [h.ref() for h in items if isinstance(h, StepHandle) and h.name]
+        self.body_done = True
+        await self._commit_and_launch([])
+
     # -- the run ---------------------------------------------------------------------------
 
     async def execute(self) -> RunOutcome:
@@ -473,22 +585,24 @@ class RunLoop:
             RunStarted(owner=self.engine.owner_id, pid=os.getpid(), host=socket.gethostname()),
         ]
 
+    def _node_env(self, node: _Node) -> dict[str, str]:
+        plan = self.plan
+        options = node.inv.step.options
+        wanted = [*plan.secrets, *(options.secrets or ())]
+        # Values go to the step's environment only: never into an event or a log.
+        secret_env = dict(self.engine.secrets.resolve(dict.fromkeys(wanted))) if wanted else {}
+        return merge_environment(plan.environment, options.environment or {}, secret_env)
+
     async def _prepare(self) -> BaseException | None:
         """Secrets and ``on_init``, before any step starts; an error here fails the run."""
-        plan = self.plan
-        secrets = self.engine.secrets
         try:
+            if self.plan.secrets:
+                self.engine.secrets.require(self.plan.secrets)
             for node in self.nodes.values():
-                options = node.inv.step.options
-                wanted = [*plan.secrets, *(options.secrets or ())]
-                # Values go to the step's environment only: never into an event or a log.
-                secret_env = dict(secrets.resolve(dict.fromkeys(wanted))) if wanted else {}
-                node.env = merge_environment(
-                    plan.environment, options.environment or {}, secret_env
-                )
+                node.env = self._node_env(node)
         except Exception as exc:
             return exc
-        spec = plan.hooks.get("on_init")
+        spec = self.plan.hooks.get("on_init")
         if spec is not None:
             result, error = await self._fire(spec, None)
             if error is not None:
@@ -523,15 +637,17 @@ class RunLoop:
             if node.waiting == 0:
                 self._queue(node, events)
         launch = self._start_queued(events)
-        if self.unfinished == 0:
-            self._send.close()
+        self._maybe_close()
         await self._append(events)
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            for _ in range(min(self.plan.max_concurrency, len(self.nodes))):
+            workers = self.plan.max_concurrency if self.plan.dynamic else len(self.nodes)
+            for _ in range(min(self.plan.max_concurrency, workers)):
                 tg.start_soon(self._worker, self._recv.clone())
             self._recv.close()
             self._launch(launch)
+            if self.plan.dynamic:
+                tg.start_soon(self._run_body, name="pipeline body")
 
     async def _finish_run(self) -> RunOutcome:
         plan = self.plan

@@ -142,6 +142,11 @@ class BaseStep:
             if not handles:
                 return _compile.StepOutput(inv.id, "")
             return handles[0] if len(handles) == 1 else tuple(handles)
+        from ._dynamic import CURRENT as dynamic
+
+        session = dynamic.get()
+        if session is not None:
+            return session.call(self, args, kwargs, id, after)
         for value in (*args, *kwargs.values()):
             if _compile._contains_output(value):
                 raise PipelineDefinitionError(
@@ -149,6 +154,30 @@ class BaseStep:
                     "as input; call it inside a @pipeline body"
                 )
         return self.entrypoint(*args, **kwargs)
+
+    def submit(self, *args: Any, id: str | None = None, after: Any = None, **kwargs: Any) -> Any:
+        """In a dynamic pipeline body: declare the step and return its future (a handle with
+        ``load()``/``result()``, awaitable in async bodies) without waiting."""
+        from ._dynamic import CURRENT as dynamic
+
+        session = dynamic.get()
+        if session is None:
+            raise PipelineDefinitionError(
+                f"step {self.name!r}.submit() works only inside a @pipeline(dynamic=True) body"
+            )
+        return session.call(self, args, kwargs, id, after)
+
+    def map(self, *args: Any, **kwargs: Any) -> list[Any]:
+        """In a dynamic pipeline body: one invocation per item of the iterable arguments
+        (zipped; wrap broadcast values in ``unmapped(...)``). Returns the list of handles."""
+        from ._dynamic import CURRENT as dynamic
+
+        session = dynamic.get()
+        if session is None:
+            raise PipelineDefinitionError(
+                f"step {self.name!r}.map() works only inside a @pipeline(dynamic=True) body"
+            )
+        return session.map(self, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<step {self.name}>"

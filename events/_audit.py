@@ -127,7 +127,10 @@ def _walk(conn: sqlite3.Connection) -> tuple[list[AuditProblem], int, int, bytes
     if problem is None:
         return [], checked, checked, prev  # seqs are dense from 1: the head is seq ``checked``
     if problem.problem.startswith("rows missing"):
-        found = AuditProblem(problem.seq, "missing", f"rows deleted: {problem.problem}")
+        # Rows 1 .. checked - 1 were good, so seq ``checked`` is the first one missing.
+        last = problem.seq - 1
+        gone = f"seq {checked} is" if last == checked else f"seq {checked} to {last} are"
+        found = AuditProblem(checked, "missing", f"rows deleted: {gone} missing")
     else:
         window = conn.execute(
             f"SELECT {_COLUMNS} FROM events WHERE seq >= ? ORDER BY seq LIMIT ?",
@@ -193,9 +196,9 @@ def row_problem(row: ChainRow, prev: bytes | None, version: int) -> AuditProblem
     """What is wrong with one row of a stream, given the hash of the row before it and the
     version the row should have."""
     if row.version > version:
-        return AuditProblem(
-            row.seq, "missing", f"rows deleted: versions {version} to {row.version - 1} are missing"
-        )
+        last = row.version - 1
+        gone = f"version {version} is" if last == version else f"versions {version} to {last} are"
+        return AuditProblem(row.seq, "missing", f"rows deleted: {gone} missing")
     if row.version < version:
         return AuditProblem(
             row.seq,
@@ -227,8 +230,8 @@ def _truncation(conn: sqlite3.Connection) -> list[AuditProblem]:
             AuditProblem(
                 head + 1,
                 "truncated",
-                f"newest rows deleted: seq {head + 1} to {assigned} were written, the log ends "
-                f"at seq {head}",
+                f"log truncated: the newest rows were deleted (seq {head + 1} to {assigned} "
+                f"were written; the log ends at seq {head})",
             )
         ]
     if assigned < head:

@@ -16,6 +16,7 @@ Invariants the rest of evenflow relies on:
 from __future__ import annotations
 
 import contextlib
+import math
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
@@ -37,7 +38,7 @@ Durability = Literal["normal", "full"]
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 _INLINE_ROWS = 64  # batches up to this many rows may commit inline (see EventStore._commit)
 _MAX_BATCH_ROWS = 8192
-_QUEUE = 4096  # requests waiting for the writer before ``append`` applies backpressure
+_QUEUE = math.inf  # see EventStore.submit: one request per waiting producer, never blocks
 _COLUMNS = "seq, stream, version, type, recorded_at, payload, hash"
 T = TypeVar("T")
 
@@ -215,6 +216,23 @@ class EventStore:
             ConcurrencyError: ``expected_version`` is given and the stream is not at it.
             StoreError: the store is closed, an event cannot be encoded, or the write failed.
         """
+        req = self.submit(stream, events, expected_version)
+        if req is None:
+            return []
+        await req.done.wait()
+        if req.error is not None:
+            raise req.error
+        return req.seqs
+
+    def submit(
+        self, stream: str, events: Sequence[AnyEvent], expected_version: int | None = None
+    ) -> Request | None:
+        """Queue an append without waiting (None when ``events`` is empty).
+
+        Synchronous on purpose: appends are committed in the order they are submitted, so a
+        caller that decides and submits in one synchronous step keeps the log in decision
+        order. Await ``request.done`` and check ``request.error`` for the outcome.
+        """
         if self._failure is not None:
             raise StoreError(f"the writer of {self.path} stopped: {self._failure!r}")
         if self._closed:
@@ -227,16 +245,15 @@ class EventStore:
                 f"cannot encode {type(bad).__name__} for stream {stream!r}: {exc}"
             ) from exc
         if not items:
-            return []
+            return None
         req = Request(stream, items, expected_version)
         try:
-            await self._send.send(req)
+            # The queue is unbounded: every request has a producer awaiting it, so its length
+            # is bounded by the number of producers, and an enqueue never waits (order!).
+            self._send.send_nowait(req)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise StoreError(f"the event store {self.path} is closed") from exc
-        await req.done.wait()
-        if req.error is not None:
-            raise req.error
-        return req.seqs
+        return req
 
     async def _run_writer(self, recv: MemoryObjectReceiveStream[Request]) -> None:
         # Shielded: the writer outlives a cancelled owner scope until the send side closes, so

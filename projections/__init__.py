@@ -12,6 +12,7 @@ from ._projector import rebuild as rebuild
 from ._queries import MIN_PREFIX as MIN_PREFIX
 from ._queries import CacheEntry as CacheEntry
 from ._queries import cache_entries as cache_entries
+from ._queries import cache_entries_of_pipeline as cache_entries_of_pipeline
 from ._queries import checkpoint as checkpoint
 from ._queries import find_runs as find_runs
 from ._queries import get_artifact_version as get_artifact_version
@@ -52,4 +53,5 @@ __all__ = [
     "MIN_PREFIX",
     "CacheEntry",
     "cache_entries",
+    "cache_entries_of_pipeline",
 ]

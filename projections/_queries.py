@@ -232,3 +232,18 @@ def cache_entries(conn: sqlite3.Connection, step_names: Iterable[str]) -> dict[s
                 key, run_id, step_id, step_name, created_at, decode_outputs(blob)
             )
     return found
+
+
+def cache_entries_of_pipeline(conn: sqlite3.Connection, pipeline: str) -> dict[str, CacheEntry]:
+    """The newest cache entry per key among the step runs of ``pipeline``'s runs (a dynamic
+    pipeline's steps are not known before its body runs)."""
+    rows = conn.execute(
+        "SELECT c.cache_key, c.run_id, c.step_id, c.step_name, c.created_at, c.outputs"
+        " FROM cache_entries c JOIN runs r ON r.id = c.run_id WHERE r.pipeline = ?"
+        " ORDER BY c.created_at",
+        (pipeline,),
+    ).fetchall()
+    found: dict[str, CacheEntry] = {}
+    for key, run_id, step_id, step_name, created_at, blob in rows:
+        found[key] = CacheEntry(key, run_id, step_id, step_name, created_at, decode_outputs(blob))
+    return found

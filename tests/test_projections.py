@@ -634,6 +634,7 @@ def test_exported_names() -> None:
         "evolve_step", "step_of", "fold_run", "Projector", "rebuild", "get_run", "find_runs",
         "list_runs", "get_steps", "get_run_state", "list_artifact_versions",
         "get_artifact_version", "checkpoint", "MIN_PREFIX", "CacheEntry", "cache_entries",
+        "cache_entries_of_pipeline",
     }  # fmt: skip
     for name in projections.__all__:
         obj = getattr(projections, name)
