@@ -9,10 +9,11 @@ A W2-shaped stream (one source, ``N`` independent steps, one join) is appended t
 
 1. ``run.created`` with the ``N + 2`` step specs, then ``run.started``: the time to declare the
    DAG (every step view is born here).
-2. The step events in appends of ``B`` events each: ``step.ready``, ``step.started``,
-   ``artifact.stored``, ``step.succeeded`` per step (``--shape run``, the default), or
-   ``step.ready``, ``step.cached`` (``--shape cached``: what a cache hit records). Reported in
-   microseconds per event.
+2. The step events in appends of ``B`` events each, in the order a run records them (every
+   ``step.ready`` of a wave, then 64 steps at a time their ``step.started``, then their
+   ``artifact.stored`` and ``step.succeeded``: ``--shape run``, the default), or ``step.ready``
+   then ``step.cached`` (``--shape cached``: what cache hits record). Reported in microseconds
+   per event.
 3. ``K`` sequential appends of one step's 4 events (a one-commit-per-step chain): median and p99
    per append, in microseconds.
 
@@ -52,6 +53,7 @@ from ._common import emit, environment, parser, peak_rss_mb, percentile
 
 _SOURCE = "benchmarks.overhead:_pipelines.<locals>.{}"
 _MATERIALIZER = "engine._materializers_builtin:BuiltInMaterializer"
+_WINDOW = 64  # steps running at once (the engine's default max_concurrency)
 
 
 def _spec(step_id: str, name: str, inputs: dict[str, InputRef | list[InputRef]]) -> StepSpec:
@@ -87,28 +89,46 @@ def _artifact(i: int) -> ArtifactRef:
     )
 
 
-def step_events(step_id: str, i: int, shape: str) -> list[AnyEvent]:
-    """One step's events after ``run.created``, as the engine records them."""
+def _lifecycle(step_id: str, i: int, shape: str) -> tuple[AnyEvent, list[AnyEvent]]:
+    """One step's ``step.ready``, and the events that follow it once the step runs."""
     ref = _artifact(i)
     if shape == "cached":
-        return [
-            StepReady(step=step_id),
+        return StepReady(step=step_id), [
             StepCached(
                 step=step_id,
                 cache_key=ref.content_hash,
                 source_run="0" * 32,
                 source_step="a_noop",
                 outputs={"output": ref},
-            ),
+            )
         ]
-    return [
-        StepReady(step=step_id),
+    return StepReady(step=step_id), [
         StepStarted(step=step_id, attempt=1),
         ArtifactStored(step=step_id, artifact=ref),
         StepSucceeded(
             step=step_id, outputs={"output": ref.id}, duration=0.0004, cache_key=ref.content_hash
         ),
     ]
+
+
+def step_events(step_ids: Sequence[str], shape: str, window: int = _WINDOW) -> list[AnyEvent]:
+    """The events of ``step_ids`` in the order a run records them when they all become ready
+    at once and run ``window`` at a time: every ``step.ready``, then per window of steps each
+    one's ``step.started``, then each one's outcome (``artifact.stored``, ``step.succeeded``).
+    """
+    ready, rest = zip(*(_lifecycle(sid, i, shape) for i, sid in enumerate(step_ids)), strict=True)
+    out: list[AnyEvent] = list(ready)
+    for start in range(0, len(rest), window):
+        part = rest[start : start + window]
+        out.extend(events[0] for events in part)
+        out.extend(e for events in part for e in events[1:])
+    return out
+
+
+def w2_events(specs: Sequence[StepSpec], shape: str) -> list[AnyEvent]:
+    """W2's step events: the source's, then the ``N`` independent steps', then the join's."""
+    ids = [spec.id for spec in specs]
+    return step_events(ids[:1], shape) + step_events(ids[1:-1], shape) + step_events(ids[-1:], shape)
 
 
 def _batches(events: Sequence[AnyEvent], size: int) -> list[Sequence[AnyEvent]]:
@@ -124,12 +144,10 @@ async def _phase(
         RunCreated(pipeline="w2_a_noop", run_name=f"w2-{run_id[:8]}", steps=specs),
         RunStarted(owner="bench"),
     ]
-    body: list[AnyEvent] = []
-    for i, spec in enumerate(specs):
-        body.extend(step_events(spec.id, i, shape))
+    body = w2_events(specs, shape)
     chain_id = str(uuid.uuid4())
     chain_specs = [_spec(f"s{i}", "a_noop", {}) for i in range(small)]
-    chain = [step_events(spec.id, i, "run") for i, spec in enumerate(chain_specs)]
+    chain = [step_events([spec.id], "run") for spec in chain_specs]
     async with EventStore.open(path, hooks=hooks) as store:
         start = time.perf_counter()
         await store.append(run_id, created)

@@ -114,14 +114,43 @@ class ArtifactStore:
             ArtifactError: the value cannot be serialized or written; the message names the
                 artifact and the type.
         """
+        ref = self._save(value, name, materializer, data_type, write=True)
+        assert ref is not None
+        return ref
+
+    def save_if_known(
+        self,
+        value: Any,
+        *,
+        name: str,
+        materializer: type[BaseMaterializer] | None = None,
+        data_type: type[Any] | None = None,
+    ) -> ArtifactRef | None:
+        """Like :meth:`save` when the content is already stored (no file system call at all);
+        None when saving would write a file, so the caller can do that off the event loop."""
+        return self._save(value, name, materializer, data_type, write=False)
+
+    def _save(
+        self,
+        value: Any,
+        name: str,
+        materializer: type[BaseMaterializer] | None,
+        data_type: type[Any] | None,
+        *,
+        write: bool,
+    ) -> ArtifactRef | None:
         cls = type(value)
         plan = self._auto.get(cls) if materializer is None else None
         if plan is None:
             plan = self._plans.plan(cls, materializer, data_type, _describe(name, cls))
+        if plan.codec is None and not write:
+            return None
         if plan.codec is not None:
             data, plan = self._to_bytes(plan, value, name)
             digest = self._digest(plan, data)
             if digest not in self._known:
+                if not write:
+                    return None
                 self._write_file(digest, data, name)
             size = len(data)
             self._remember(digest, data)

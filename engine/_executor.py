@@ -7,6 +7,7 @@ Async steps run on the event loop.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,72 @@ def _resolve_inputs(
         else:
             values[name] = artifacts.load(produced[ref.step][ref.output])
     return values
+
+
+def _output_values(step: BaseStep, invocation: str, result: Any) -> list[tuple[Any, Any]]:
+    """(output spec, value) pairs, checked against the declared outputs and annotations."""
+    outputs = step.signature.outputs
+    if not outputs:
+        if result is not None:
+            raise StepOutputError(
+                f"step {invocation!r} declares no outputs (-> None) but returned a "
+                f"{type(result).__name__}"
+            )
+        return []
+    if len(outputs) == 1:
+        values: tuple[Any, ...] = (result,)
+    else:
+        if not isinstance(result, tuple | list) or len(result) != len(outputs):
+            got = len(result) if isinstance(result, tuple | list) else 1
+            names = ", ".join(o.name for o in outputs)
+            raise StepOutputError(
+                f"step {invocation!r} returned {got} value(s) but declares {len(outputs)} "
+                f"outputs ({names})"
+            )
+        values = tuple(result)
+    pairs = []
+    for spec, value in zip(outputs, values, strict=True):
+        check_output_type(invocation, spec.name, value, spec.annotation)
+        pairs.append((spec, value))
+    return pairs
+
+
+def _save_args(step: BaseStep, spec: Any) -> tuple[Any, Any]:
+    materializers = step.options.output_materializers
+    if isinstance(materializers, Mapping):
+        materializer = materializers.get(spec.name)
+    else:
+        materializer = materializers
+    data_type = spec.annotation if isinstance(spec.annotation, type) else None
+    return materializer, data_type
+
+
+async def _store_outputs_async(
+    artifacts: ArtifactStore,
+    step: BaseStep,
+    invocation: str,
+    result: Any,
+    limiter: anyio.CapacityLimiter,
+) -> dict[str, ArtifactRef]:
+    """Outputs of an async step: content already stored costs nothing; new content is written
+    in a worker thread, so creating files never blocks the event loop."""
+    refs: dict[str, ArtifactRef] = {}
+    for spec, value in _output_values(step, invocation, result):
+        materializer, data_type = _save_args(step, spec)
+        ref = artifacts.save_if_known(
+            value, name=spec.name, materializer=materializer, data_type=data_type
+        )
+        if ref is None:
+            save = functools.partial(
+                artifacts.save,
+                value,
+                name=spec.name,
+                materializer=materializer,
+                data_type=data_type,
+            )
+            ref = await anyio.to_thread.run_sync(save, limiter=limiter)
+        refs[spec.name] = ref
+    return refs
 
 
 def _store_outputs(
@@ -110,7 +177,9 @@ class StepExecutor:
             kwargs = _resolve_inputs(self.artifacts, inputs, produced) if inputs else {}
             kwargs.update(parameters)
             result = await step.entrypoint(**kwargs)
-            return _store_outputs(self.artifacts, step, ctx.invocation_id, result)
+            return await _store_outputs_async(
+                self.artifacts, step, ctx.invocation_id, result, self.thread_limiter
+            )
         finally:
             _STEP.reset(token)
 
