@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ._step import BaseStep as BaseStep
     from ._step import step as step
     from ._views import ArtifactVersionView as ArtifactVersionView
-    from ._views import PipelineRunView as PipelineRun
+    from ._views import PipelineRunView as PipelineRun  # noqa: F401  (ZenML's name)
     from ._views import PipelineRunView as PipelineRunView
     from ._views import RunEvent as RunEvent
     from ._views import StepRunView as StepRunView

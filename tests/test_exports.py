@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import engine
 import engine.client
 import engine.config
@@ -37,12 +39,8 @@ def test_zenml_import_paths_work() -> None:
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
-    try:
+    with pytest.raises(AttributeError, match="not_a_name"):
         _ = engine.not_a_name  # type: ignore[attr-defined]
-    except AttributeError as exc:
-        assert "not_a_name" in str(exc)
-    else:
-        raise AssertionError("expected AttributeError")
 
 
 def test_import_engine_loads_nothing_heavy() -> None:
