@@ -8,7 +8,7 @@ A W2-shaped stream (one source, ``N`` independent steps, one join) is appended t
 :class:`projections.Projector` hook, so the difference is what the projection adds.
 
 1. ``run.created`` with the ``N + 2`` step specs, then ``run.started``: the time to declare the
-   DAG (every step view is born here).
+   DAG (every step is born pending here), in milliseconds.
 2. The step events in appends of ``B`` events each, in the order a run records them (every
    ``step.ready`` of a wave, then 64 steps at a time their ``step.started``, then their
    ``artifact.stored`` and ``step.succeeded``: ``--shape run``, the default), or ``step.ready``
@@ -128,7 +128,9 @@ def step_events(step_ids: Sequence[str], shape: str, window: int = _WINDOW) -> l
 def w2_events(specs: Sequence[StepSpec], shape: str) -> list[AnyEvent]:
     """W2's step events: the source's, then the ``N`` independent steps', then the join's."""
     ids = [spec.id for spec in specs]
-    return step_events(ids[:1], shape) + step_events(ids[1:-1], shape) + step_events(ids[-1:], shape)
+    return (
+        step_events(ids[:1], shape) + step_events(ids[1:-1], shape) + step_events(ids[-1:], shape)
+    )
 
 
 def _batches(events: Sequence[AnyEvent], size: int) -> list[Sequence[AnyEvent]]:
@@ -168,15 +170,24 @@ async def _phase(
         "created_ms": created_s * 1e3,
         "events": len(body),
         "per_event_us": body_s / len(body) * 1e6,
-        "small_median_us": statistics.median(samples) * 1e6 if samples else float("nan"),
-        "small_p99_us": percentile(samples, 99) * 1e6 if samples else float("nan"),
+        "small_median_us": statistics.median(samples) * 1e6 if samples else None,
+        "small_p99_us": percentile(samples, 99) * 1e6 if samples else None,
     }
+
+
+def _median(values: list[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return round(statistics.median(found), 2) if found else None
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 2)
 
 
 def run(n: int, batch: int, shape: str, small: int, rounds: int) -> dict[str, Any]:
     """Run ``rounds`` rounds (bare, then with the projector, each on a fresh file)."""
     keys = ("created_ms", "per_event_us", "small_median_us", "small_p99_us")
-    got: dict[str, dict[str, list[float]]] = {
+    got: dict[str, dict[str, list[float | None]]] = {
         kind: {k: [] for k in keys} for kind in ("bare", "projector")
     }
     events = 0
@@ -191,7 +202,7 @@ def run(n: int, batch: int, shape: str, small: int, rounds: int) -> dict[str, An
             events = out["events"]
             for k in keys:
                 got[kind][k].append(out[k])
-    med = {kind: {k: round(statistics.median(v), 2) for k, v in d.items()} for kind, d in got.items()}
+    med = {kind: {k: _median(v) for k, v in d.items()} for kind, d in got.items()}
     return {
         "benchmark": "projector",
         "steps": n + 2,
@@ -202,11 +213,11 @@ def run(n: int, batch: int, shape: str, small: int, rounds: int) -> dict[str, An
         "bare": med["bare"],
         "projector": med["projector"],
         "projector_adds": {
-            k: round(med["projector"][k] - med["bare"][k], 2)
+            k: _minus(med["projector"][k], med["bare"][k])
             for k in ("created_ms", "per_event_us", "small_median_us")
         },
         "per_round_per_event_us": {
-            kind: [round(x, 2) for x in d["per_event_us"]] for kind, d in got.items()
+            kind: [_median([x]) for x in d["per_event_us"]] for kind, d in got.items()
         },
         "peak_rss_mb": peak_rss_mb(),
         "environment": environment(),

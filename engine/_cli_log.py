@@ -110,7 +110,7 @@ def tail_command(
     ctx: typer.Context,
     run: Annotated[
         str | None,
-        typer.Argument(metavar="[RUN]", help=f"Only this run's events. {_RUN_HELP}"),
+        typer.Argument(metavar="RUN", help=f"Only this run's events. {_RUN_HELP}"),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per event, one per line.")

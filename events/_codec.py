@@ -61,12 +61,13 @@ def decode(payload: bytes) -> AnyEvent:
         return _decoder.decode(body)
     except msgspec.ValidationError:
         pass
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise StoreCorruptedError(f"event payload does not decode: {exc}") from exc
     # Valid msgpack, but not a type we know: keep it, do not crash.
     try:
         data = _raw_decoder.decode(body)
-    except msgspec.DecodeError as exc:  # pragma: no cover - the typed decode already parsed it
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # A string that is not UTF-8 fails only here when the typed decode stopped before it.
         raise StoreCorruptedError(f"event payload does not decode: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise StoreCorruptedError("event payload is not a tagged map")

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from . import _codec
+from . import _codec, _schema
 from ._errors import StoreCorruptedError, StoreError
 from ._types import Recorded
 
@@ -205,7 +205,9 @@ class Follower:
 
     async def records(self) -> AsyncGenerator[Recorded, None]:
         """The events, as an async generator (see the class docstring)."""
-        if not self.path.is_file():
+        # A missing or empty file is not followed (a typo in the home would wait forever);
+        # another application's file, or a newer schema, raises StoreError naming it.
+        if await anyio.to_thread.run_sync(_schema.inspect, self.path):
             raise StoreError(f"no evenflow database at {self.path}")
         reader = await anyio.to_thread.run_sync(_Reader, self.path)
         watcher: RustNotify | None = None

@@ -416,9 +416,12 @@ def tag_of(event: AnyEvent) -> str:
     raise TypeError(f"{type(event).__name__} is not an evenflow event")
 
 
-class Recorded(msgspec.Struct, frozen=True):
+class Recorded(msgspec.Struct, frozen=True, gc=False):
     """A committed event with its envelope: global ``seq``, ``stream``, per-stream ``version``,
     commit time ``recorded_at`` (UTC epoch seconds), the decoded ``event`` and its chain ``hash``.
+
+    Not tracked by the garbage collector (one is built per committed event; an envelope only
+    holds its event and scalars, so it is never part of a reference cycle).
     """
 
     seq: int

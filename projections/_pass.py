@@ -1,22 +1,36 @@
-"""One fold of records into the read-model tables, and the view cache kept between folds."""
+"""One fold of records into the read-model tables (with the cache kept between folds)."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
+from typing import cast
 
 import msgspec
 from msgspec.structs import replace
 
-from events import ArtifactRef, ArtifactStored, Recorded, RunCreated, StepSucceeded
+from events import (
+    EVENT_TYPES,
+    ArtifactRef,
+    ArtifactStored,
+    Recorded,
+    RunCreated,
+    StepSpec,
+    StepSucceeded,
+    UnknownEvent,
+)
 
 from . import _tables
+from ._cache import Cache, Creation, StepKey
 from ._run_reducer import evolve_run
-from ._step_reducer import evolve_step, step_of
-from ._views import RunView, StepView
+from ._specs import Specs, specs_of
+from ._step_reducer import born, evolve_known, evolve_step, step_of
+from ._views import RunView, StepView, decode_step
 
-StepKey = tuple[str, str]
 _outputs_encoder = msgspec.msgpack.Encoder()
 _outputs_decoder = msgspec.msgpack.Decoder(dict[str, ArtifactRef])
+_IN_CHUNK = 500  # ids per ``IN (...)`` query, well under SQLite's variable limit
+_KNOWN: frozenset[type] = frozenset((*EVENT_TYPES, UnknownEvent))
 
 
 def decode_outputs(blob: bytes) -> dict[str, ArtifactRef]:
@@ -24,123 +38,169 @@ def decode_outputs(blob: bytes) -> dict[str, ArtifactRef]:
     return _outputs_decoder.decode(blob)
 
 
-class Cache:
-    """Views kept between batches, oldest evicted first, valid at one (seq, hash) of the log."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.runs: dict[str, RunView] = {}
-        self.steps: dict[StepKey, StepView] = {}
-        self.at: tuple[int, bytes] | None = None
-
-    def clear(self) -> None:
-        self.runs.clear()
-        self.steps.clear()
-        self.at = None
-
-    def keep(self, runs: dict[str, RunView], steps: dict[StepKey, StepView]) -> None:
-        # First-in, first-out: a plain update keeps each key's first position, which is much
-        # cheaper than moving keys to the end (this runs inside every write transaction).
-        self.runs.update(runs)
-        self.steps.update(steps)
-        if len(self.runs) > self.size:
-            for key in list(self.runs)[: len(self.runs) - self.size]:
-                del self.runs[key]
-        if len(self.steps) > self.size:
-            for skey in list(self.steps)[: len(self.steps) - self.size]:
-                del self.steps[skey]
-
-
 class Pass:
     """One fold of records into the tables, within the caller's transaction.
 
     Each row is read at most once (from the cache or the table), evolved in memory and written
-    back once per flush with ``executemany``.
+    back once per flush, in multi-row statements (:func:`_tables.write_many`).
     """
 
     def __init__(self, conn: sqlite3.Connection, cache: Cache) -> None:
         self.conn = conn
         self.cache = cache
-        self.runs: dict[str, RunView | None] = {}
-        self.steps: dict[StepKey, StepView | None] = {}
+        self.runs = cache.runs
+        self.steps = cache.steps
+        self.specs = Specs(conn)
+        # Looked up and not found, during this pass (until created or declared).
+        self.missing_runs: set[str] = set()
+        self.missing_steps: set[StepKey] = set()
         # Changed views. A dict keeps a key's first position when it is set again, so new rows
-        # are inserted in first-event order: the same order however the log was batched.
+        # are inserted in first-change order: the same order however the log was batched.
         self.dirty_runs: dict[str, RunView] = {}
         self.dirty_steps: dict[StepKey, StepView] = {}
+        self.declared = cache.declared
         self.artifacts: list[_tables.ArtifactRow] = []
         self.cache_entries: list[tuple[str, str, str, str, float, bytes]] = []
         self.artifact_ids: set[str] = set()
-        self.versions: dict[str, int] = {}
+        self.absent_artifacts: set[str] = set()
+        self.versions = cache.versions
         self.names: dict[str, str] = {}
         self.last_seq: int | None = None
         self.folded = 0
 
-    def _run(self, run_id: str) -> RunView | None:
-        if run_id in self.runs:
-            return self.runs[run_id]
-        view = self.cache.runs.get(run_id)
+    @property
+    def pending(self) -> int:
+        """How many changed views wait for :meth:`flush`."""
+        return len(self.dirty_runs) + len(self.dirty_steps)
+
+    def _load_run(self, run_id: str) -> RunView | None:
+        if run_id in self.missing_runs:
+            return None
+        view = _tables.load_run(self.conn, run_id)
         if view is None:
-            view = _tables.load_run(self.conn, run_id)
-        self.runs[run_id] = view
+            self.missing_runs.add(run_id)
+        else:
+            self.runs[run_id] = view
         return view
 
-    def _step(self, key: StepKey) -> StepView | None:
-        if key in self.steps:
-            return self.steps[key]
-        view = self.cache.steps.get(key)
-        if view is None:
-            view = _tables.load_step(self.conn, *key)
+    def _creation(self, run_id: str) -> Creation:
+        found = self.cache.creations.get(run_id)
+        if found is None:
+            seq, specs = self.specs.creation(run_id)
+            found = self.cache.created(run_id, Creation(seq, specs, None))
+        return found
+
+    def _load_step(self, key: StepKey) -> StepView | None:
+        if key in self.missing_steps:
+            return None
+        run_id, step_id = key
+        creation = self._creation(run_id)
+        row = None
+        if creation.rows is None or step_id in creation.rows:
+            row = self.conn.execute(
+                "SELECT view FROM step_runs WHERE run_id = ? AND step_id = ?", key
+            ).fetchone()
+        if row is not None:
+            stored = decode_step(row[0])
+            if stored.spec_seq:
+                spec = self.specs.spec(run_id, step_id, stored.spec_seq)
+                self.declared[key] = stored.spec_seq
+            else:
+                spec = self._created_spec(run_id, step_id, creation)
+            view = stored.view(run_id, spec)
+        else:
+            # No row: declared by run.created and unchanged since, or never declared.
+            found = creation.specs.get(step_id)
+            if found is None:
+                self.missing_steps.add(key)
+                return None
+            view = born(run_id, found, creation.seq)
         self.steps[key] = view
         return view
 
-    def _set_step(self, key: StepKey, view: StepView) -> None:
-        self.steps[key] = view
-        self.dirty_steps[key] = view
+    def _created_spec(self, run_id: str, step_id: str, creation: Creation) -> StepSpec:
+        spec = creation.specs.get(step_id)
+        if spec is None:
+            return self.specs.spec(run_id, step_id, 0)  # raises: not declared
+        return spec
+
+    def expect(self, records: Sequence[Recorded]) -> None:
+        """Look up in one query which of the artifacts ``records`` store are new."""
+        ids = [rec.event.artifact.id for rec in records if type(rec.event) is ArtifactStored]
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found = self.conn.execute(f"SELECT id FROM artifacts WHERE id IN ({marks})", chunk)
+            self.absent_artifacts.update(set(chunk).difference(row[0] for row in found))
+
+    def fold_all(self, records: Sequence[Recorded]) -> None:
+        """Fold records in seq order (each record after the ones folded before)."""
+        if not records:
+            return
+        fold = self.fold
+        for rec in records:
+            fold(rec)
+        self.last_seq = records[-1].seq
+        self.folded += len(records)
 
     def fold(self, rec: Recorded) -> None:
-        """Fold one record (records come in seq order)."""
-        self.last_seq = rec.seq
-        self.folded += 1
+        """Fold one record (:meth:`fold_all` keeps the count and the last seq)."""
         stream, event = rec.stream, rec.event
-        before = self._run(stream)
+        before = self.runs.get(stream)
+        if before is None:
+            before = self._load_run(stream)
         run = evolve_run(before, rec)
         if run is None:
             return  # not a run's stream (schedules, models...), or a run not created yet
-        if before is None:
-            run = self._unique_name(run)
         if run is not before:
+            if before is None:
+                run = self._unique_name(run)
+                self.missing_runs.discard(stream)
             self.runs[stream] = run
             self.dirty_runs[stream] = run
-        if isinstance(event, RunCreated):
-            if before is None:  # as fold_run: only the creating run.created declares steps
-                for spec in event.steps:
-                    key = (stream, spec.id)
-                    born = evolve_step(None, rec, spec)
-                    if born is not None and key not in self.dirty_steps:
-                        self._set_step(key, born)
-            return
-        if isinstance(event, ArtifactStored):
-            self._artifact(rec, event)
+        cls = type(event)
+        # Exact types first: a failed isinstance on an event class costs a metaclass call,
+        # and this runs for every event (a subclass of a known event still takes isinstance).
+        if cls is ArtifactStored or (cls not in _KNOWN and isinstance(event, ArtifactStored)):
+            self._artifact(rec, cast(ArtifactStored, event))
         step_id = step_of(event)
         if step_id is None:
+            if before is None and (
+                cls is RunCreated or (cls not in _KNOWN and isinstance(event, RunCreated))
+            ):
+                # As fold_run: only the creating run.created declares steps. Their views are
+                # born pending and stay derived from it (no row) until something changes them.
+                specs = specs_of(cast(RunCreated, event))
+                self.cache.created(stream, Creation(rec.seq, specs, set()))
             return
         key = (stream, step_id)
-        view = self._step(key)
-        new = evolve_step(view, rec)
-        if new is not None and new is not view:
-            self._set_step(key, new)
-            if isinstance(event, StepSucceeded) and event.cache_key:
-                outputs = {name: refs[0] for name, refs in new.outputs.items() if refs}
-                self.cache_entries.append(
-                    (
-                        event.cache_key,
-                        stream,
-                        step_id,
-                        new.name,
-                        rec.recorded_at,
-                        _outputs_encoder.encode(outputs),
-                    )
+        view = self.steps.get(key)
+        if view is None:
+            view = self._load_step(key)
+        if view is None:
+            new = evolve_step(None, rec)  # step.declared, or an unknown step (None)
+            if new is None:
+                return
+            self.missing_steps.discard(key)
+            self.declared[key] = rec.seq
+        else:
+            new = evolve_known(view, rec)  # the view is this record's (stream, step)
+            if new is view:
+                return
+        self.steps[key] = new
+        self.dirty_steps[key] = new
+        if new.cache_key and isinstance(event, StepSucceeded) and event.cache_key:
+            outputs = {name: refs[0] for name, refs in new.outputs.items() if refs}
+            self.cache_entries.append(
+                (
+                    event.cache_key,
+                    stream,
+                    step_id,
+                    new.name,
+                    rec.recorded_at,
+                    _outputs_encoder.encode(outputs),
                 )
+            )
 
     def _unique_name(self, run: RunView) -> RunView:
         """The run, renamed ``<name>_2``, ``<name>_3``... if another run holds its name."""
@@ -162,7 +222,9 @@ class Pass:
         if ref.id in self.artifact_ids:
             return
         self.artifact_ids.add(ref.id)
-        if self.conn.execute("SELECT 1 FROM artifacts WHERE id = ?", (ref.id,)).fetchone():
+        if ref.id in self.absent_artifacts:
+            self.absent_artifacts.discard(ref.id)  # from now on, its row may exist
+        elif self.conn.execute("SELECT 1 FROM artifacts WHERE id = ?", (ref.id,)).fetchone():
             return  # recorded again (a resumed run): the artifact keeps its first version
         version = self.versions.get(ref.name)
         if version is None:
@@ -176,28 +238,31 @@ class Pass:
         )
 
     def flush(self) -> None:
-        """Write the changed rows and the checkpoint, and hand the views to the cache."""
+        """Write the changed rows and the checkpoint; trim the cache to its size."""
         conn = self.conn
         if self.dirty_runs:
             runs = [_tables.run_row(view) for view in self.dirty_runs.values()]
-            conn.executemany(_tables.UPSERT_RUN, runs)
+            _tables.write_many(conn, _tables.UPSERT_RUN, runs)
+            self.dirty_runs.clear()
         if self.dirty_steps:
-            steps = [_tables.step_row(view) for view in self.dirty_steps.values()]
-            conn.executemany(_tables.UPSERT_STEP, steps)
+            step_row = _tables.step_row
+            get = self.declared.get
+            steps = [step_row(view, get(key, 0)) for key, view in self.dirty_steps.items()]
+            _tables.write_many(conn, _tables.UPSERT_STEP, steps)
+            creations = self.cache.creations
+            for run_id, step_id in self.dirty_steps:
+                creation = creations.get(run_id)
+                if creation is not None and creation.rows is not None:
+                    creation.rows.add(step_id)
+            self.dirty_steps.clear()
         if self.artifacts:
-            conn.executemany(_tables.INSERT_ARTIFACT, self.artifacts)
+            _tables.write_many(conn, _tables.INSERT_ARTIFACT, self.artifacts)
+            self.artifacts.clear()
         if self.cache_entries:
-            conn.executemany(_tables.INSERT_CACHE_ENTRY, self.cache_entries)
+            _tables.write_many(conn, _tables.INSERT_CACHE_ENTRY, self.cache_entries)
             self.cache_entries.clear()
         if self.last_seq is not None:
             conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, self.last_seq))
-        self.cache.keep(
-            {k: v for k, v in self.runs.items() if v is not None},
-            {k: v for k, v in self.steps.items() if v is not None},
-        )
-        for pending in (self.runs, self.steps, self.dirty_runs, self.dirty_steps):
-            pending.clear()
-        self.artifacts.clear()
+        self.cache.trim()
         self.artifact_ids.clear()
-        self.versions.clear()
         self.names.clear()

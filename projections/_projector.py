@@ -10,27 +10,31 @@ Invariants relied on here:
   projection) are folded from the ``events`` table, so rows never skip an event.
 * Rows are a pure function of the log in seq order (run names de-duplicated and artifact
   versions numbered in that order), so :func:`rebuild` reproduces them byte for byte.
-* The in-memory view cache is trusted only while the checkpoint in the database is the seq *and*
-  chain hash the cache was built at: rows written by another process, or a transaction rolled
-  back after ``apply``, change one of them, and the cache is dropped. (A rebuild leaves both as
-  they were, and writes the rows the cache already holds.)
+* The in-memory cache (views, each run's creation and which of its steps have rows, artifact
+  versions) is trusted only while the checkpoint in the database is the seq *and* chain hash
+  the cache was built at: rows written by another process, or a transaction rolled back after
+  ``apply``, change one of them, and the cache is dropped. (A rebuild leaves both as they
+  were, and writes the rows the cache already holds.)
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from events import Recorded, decode
 
 from . import _tables
-from ._pass import Cache, Pass
+from ._cache import Cache
+from ._pass import Pass
 
 _PAGE = 2000  # events read per query while catching up
 _FLUSH = 20_000  # views held before writing them out during a long catch-up
 
 
-def _read_events(conn: sqlite3.Connection, after: int, before: int | None) -> Iterator[Recorded]:
+def _read_events(
+    conn: sqlite3.Connection, after: int, before: int | None
+) -> Iterator[list[Recorded]]:
     """Committed events with ``after < seq < before``, decoded, page by page."""
     while True:
         sql = f"SELECT {_tables.EVENT_COLUMNS} FROM events WHERE seq > ?"
@@ -39,17 +43,19 @@ def _read_events(conn: sqlite3.Connection, after: int, before: int | None) -> It
             sql += " AND seq < ?"
             params.append(before)
         rows = conn.execute(sql + " ORDER BY seq LIMIT ?", (*params, _PAGE)).fetchall()
-        for seq, stream, version, type_, recorded_at, payload, hash_ in rows:
-            yield Recorded(seq, stream, version, type_, recorded_at, decode(payload), hash_)
+        yield [
+            Recorded(seq, stream, version, type_, recorded_at, decode(payload), hash_)
+            for seq, stream, version, type_, recorded_at, payload, hash_ in rows
+        ]
         if len(rows) < _PAGE:
             return
         after = rows[-1][0]
 
 
-def _fold(p: Pass, records: Iterator[Recorded] | Sequence[Recorded]) -> None:
-    for rec in records:
-        p.fold(rec)
-        if len(p.runs) + len(p.steps) >= _FLUSH:
+def _fold(p: Pass, pages: Iterable[Sequence[Recorded]]) -> None:
+    for page in pages:
+        p.fold_all(page)
+        if p.pending >= _FLUSH:
             p.flush()
 
 
@@ -60,8 +66,9 @@ class Projector:
     :meth:`install` once at open and :meth:`apply` inside every write transaction.
 
     Args:
-        cache_size: how many run views and how many step views to keep in memory between
-            batches (the oldest are dropped first).
+        cache_size: how many run views, how many step views and how many step specs (of
+            runs' ``run.created``) to keep in memory between batches (the oldest are dropped
+            first).
     """
 
     def __init__(self, *, cache_size: int = 32_768) -> None:
@@ -103,7 +110,8 @@ class Projector:
             if not fresh or fresh[0].seq > done + 1:
                 # install folds everything new; apply folds the gap before its batch.
                 _fold(p, _read_events(conn, done, fresh[0].seq if fresh else None))
-            _fold(p, fresh)
+            p.expect(fresh)
+            _fold(p, (fresh[i : i + _PAGE] for i in range(0, len(fresh), _PAGE)))
             p.flush()
         except BaseException:
             cache.clear()

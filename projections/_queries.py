@@ -16,8 +16,9 @@ from events import ArtifactRef
 
 from . import _tables
 from ._pass import decode_outputs
+from ._specs import load_steps
 from ._status import ExecutionStatus
-from ._views import ArtifactView, RunState, RunView, StepView, decode_run, decode_step
+from ._views import ArtifactView, RunState, RunView, StepView, decode_run
 
 MIN_PREFIX = 8
 """The shortest run id prefix :func:`find_runs` matches."""
@@ -125,24 +126,16 @@ def list_runs(
     return [decode_run(blob) for (blob,) in conn.execute(sql, params)]
 
 
-def _ordered_steps(conn: sqlite3.Connection, run: RunView) -> dict[str, StepView]:
-    rows = conn.execute("SELECT step_id, view FROM step_runs WHERE run_id = ?", (run.id,))
-    found = {step_id: decode_step(blob) for step_id, blob in rows}
-    ordered = {sid: found.pop(sid) for sid in run.step_ids if sid in found}
-    ordered.update(sorted(found.items()))  # not in step_ids: never for a valid log
-    return ordered
-
-
 def get_steps(conn: sqlite3.Connection, run_id: str) -> dict[str, StepView]:
     """The run's step runs by invocation id, in the DAG's declaration order ({} if no run)."""
     run = _tables.load_run(conn, run_id)
-    return {} if run is None else _ordered_steps(conn, run)
+    return {} if run is None else load_steps(conn, run)
 
 
 def get_run_state(conn: sqlite3.Connection, run_id: str) -> RunState | None:
     """The run and its step runs as of the projection's checkpoint, or None."""
     run = _tables.load_run(conn, run_id)
-    return None if run is None else RunState(run, _ordered_steps(conn, run))
+    return None if run is None else RunState(run, load_steps(conn, run))
 
 
 def _artifact(row: tuple[Any, ...]) -> ArtifactView:

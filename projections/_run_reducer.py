@@ -53,6 +53,28 @@ from events import (
 from ._status import ExecutionStatus
 from ._views import RunView
 
+# Event types that never change a run-level field: the match below returns the view unchanged
+# for each of them. Checked first, by exact type, because they are nearly every event of a run
+# and the match tries its class patterns one by one. (MetadataLogged is not here: it changes the
+# run when it names no step.)
+_NEVER_RUN_LEVEL: frozenset[type] = frozenset(
+    {
+        StepReady,
+        StepStarted,
+        StepSucceeded,
+        StepFailed,
+        StepRetryScheduled,
+        StepCached,
+        StepSkipped,
+        StepCancelled,
+        StepLogs,
+        ArtifactStored,
+        HookStarted,
+        HookSucceeded,
+        HookFailed,
+    }
+)
+
 
 def _created(rec: Recorded, event: RunCreated) -> RunView:
     return RunView(
@@ -90,7 +112,7 @@ def evolve_run(view: RunView | None, rec: Recorded) -> RunView | None:
     event = rec.event
     if view is None:
         return _created(rec, event) if isinstance(event, RunCreated) else None
-    if rec.stream != view.id:
+    if type(event) in _NEVER_RUN_LEVEL or rec.stream != view.id:
         return view
     t = rec.recorded_at
     seen = {"last_seq": rec.seq, "version": rec.version}

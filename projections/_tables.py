@@ -1,22 +1,46 @@
 """The read-model tables: their DDL, and the SQL that reads and writes their rows.
 
 Tables live in the event store's database, so rows commit atomically with the events they
-fold. ``runs`` and ``step_runs`` keep a few columns for filtering plus the whole view as a
-msgpack BLOB; ``artifacts`` is plain columns. ``projection_checkpoints`` holds the seq each
-projection has folded up to, written in the same transaction as its rows.
+fold. ``runs`` and ``step_runs`` keep a few columns for filtering plus the view as a msgpack
+BLOB; ``artifacts`` is plain columns. ``projection_checkpoints`` holds the seq each projection
+has folded up to, written in the same transaction as its rows.
+
+A step has a ``step_runs`` row once an event after ``run.created`` changed it, or once a
+``step.declared`` declared it. A step ``run.created`` declared and nothing changed since is
+pending by definition, so its row is not written (a run may declare thousands): its view is
+derived from that ``run.created``, like the spec of every step (see ``_views``).
+
+The checkpoint's name carries the version of this row layout: tables without a checkpoint of
+that name were written by another layout (or never folded), so :func:`create` drops and
+recreates them, and the projector folds the log into them again.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from collections.abc import Sequence
+from itertools import chain
+from typing import Any
 
 import msgspec
 
 from events import ArtifactRef
 
-from ._views import RunView, StepView, decode_run, decode_step, encode_view
+from ._views import (
+    STATUS_VALUE,
+    RunView,
+    StepView,
+    decode_run,
+    encode_step,
+    encode_view,
+)
 
-CHECKPOINT = "core"
+_NAME = "core"
+LAYOUT = 2
+"""The version of the row layout: bumped whenever rows folded by the previous code would not
+decode, or would differ from a rebuild's."""
+CHECKPOINT = f"{_NAME}/{LAYOUT}"
 """This projection's row in ``projection_checkpoints``."""
 
 TABLES = ("runs", "step_runs", "artifacts", "cache_entries")
@@ -60,6 +84,8 @@ DDL = (
     "CREATE UNIQUE INDEX IF NOT EXISTS artifacts_by_name ON artifacts (name, version)",
     "CREATE INDEX IF NOT EXISTS artifacts_by_run ON artifacts (run_id, step_id)",
     # A step run whose outputs may serve later cache hits (from step.succeeded's cache_key).
+    # The key leads with the run, not the (random) cache key: a run's new entries then land on
+    # a few adjacent index pages instead of one page each, and a run's entries are a range.
     """CREATE TABLE IF NOT EXISTS cache_entries (
     cache_key TEXT NOT NULL,
     run_id TEXT NOT NULL,
@@ -67,31 +93,35 @@ DDL = (
     step_name TEXT NOT NULL,
     created_at REAL NOT NULL,
     outputs BLOB NOT NULL,
-    PRIMARY KEY (cache_key, run_id, step_id)
+    PRIMARY KEY (run_id, step_id, cache_key)
 )""",
     "CREATE INDEX IF NOT EXISTS cache_by_step ON cache_entries (step_name, created_at)",
-    """CREATE TABLE IF NOT EXISTS projection_checkpoints (
+)
+_CHECKPOINTS_DDL = """CREATE TABLE IF NOT EXISTS projection_checkpoints (
     name TEXT PRIMARY KEY,
     seq INTEGER NOT NULL
-)""",
-)
+)"""
 
+# Writes, as (head, columns, tail) for write_many: multi-row ``VALUES`` statements.
 # Upserts, not INSERT OR REPLACE: REPLACE would silently delete another run holding the same
 # name; an upsert raises instead (and names are made unique before rows are written).
 UPSERT_RUN = (
-    "INSERT INTO runs (id, name, pipeline, status, created_at, ended_at, tags, schedule_id, view)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
-    " pipeline = excluded.pipeline, status = excluded.status, created_at = excluded.created_at,"
-    " ended_at = excluded.ended_at, tags = excluded.tags, schedule_id = excluded.schedule_id,"
-    " view = excluded.view"
+    "INSERT INTO runs (id, name, pipeline, status, created_at, ended_at, tags, schedule_id, view)",
+    9,
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, pipeline = excluded.pipeline,"
+    " status = excluded.status, created_at = excluded.created_at, ended_at = excluded.ended_at,"
+    " tags = excluded.tags, schedule_id = excluded.schedule_id, view = excluded.view",
 )
 UPSERT_STEP = (
-    "INSERT INTO step_runs (run_id, step_id, status, view) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, view = excluded.view"
+    "INSERT INTO step_runs (run_id, step_id, status, view)",
+    4,
+    " ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, view = excluded.view",
 )
 INSERT_ARTIFACT = (
     "INSERT INTO artifacts (id, name, version, run_id, step_id, content_hash, uri, materializer,"
-    " type_name, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " type_name, size, created_at)",
+    11,
+    "",
 )
 ARTIFACT_COLUMNS = (
     "id, name, version, run_id, step_id, content_hash, uri, materializer, type_name, size,"
@@ -99,7 +129,9 @@ ARTIFACT_COLUMNS = (
 )
 INSERT_CACHE_ENTRY = (
     "INSERT OR IGNORE INTO cache_entries (cache_key, run_id, step_id, step_name, created_at,"
-    " outputs) VALUES (?, ?, ?, ?, ?, ?)"
+    " outputs)",
+    6,
+    "",
 )
 SET_CHECKPOINT = (
     "INSERT INTO projection_checkpoints (name, seq) VALUES (?, ?)"
@@ -114,17 +146,60 @@ StepRow = tuple[str, str, str, bytes]
 ArtifactRow = tuple[str, str, int, str, str, str, str, str, str, int, float]
 
 
+Write = tuple[str, int, str]
+_MAX_CHUNK = 256  # rows per statement (a power of two)
+
+
+def write_many(conn: sqlite3.Connection, write: Write, rows: Sequence[Sequence[Any]]) -> None:
+    """Write ``rows`` with multi-row ``VALUES`` statements of a power-of-two row count.
+
+    Not ``executemany``: it steps the statement once per row, and SQLite releases the GIL on
+    every step. On the store's writer thread, each step then waits to take the GIL back from the
+    busy event loop (up to the switch interval); one statement per chunk waits once. Rows are
+    written in order, as ``executemany`` would.
+    """
+    total = len(rows)
+    if total == 1:  # the common case of small batches
+        conn.execute(_values_sql(write, 1), rows[0])
+        return
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // write[1]
+    size = 1 << max(0, min(_MAX_CHUNK, limit).bit_length() - 1)
+    start = 0
+    while start < total:
+        while size > total - start:
+            size >>= 1
+        end = start + size
+        conn.execute(_values_sql(write, size), list(chain.from_iterable(rows[start:end])))
+        start = end
+
+
+@functools.lru_cache(maxsize=64)
+def _values_sql(write: Write, rows: int) -> str:
+    head, width, tail = write
+    marks = "(" + ",".join("?" * width) + ")"
+    return f"{head} VALUES {','.join([marks] * rows)}{tail}"
+
+
 def create(conn: sqlite3.Connection) -> None:
-    """Create the tables and indexes that are missing, and this projection's checkpoint row."""
+    """Create the tables and indexes that are missing, and this projection's checkpoint row.
+
+    Without that row, the tables are dropped first: their rows were not folded under it (an
+    older row layout, or an interrupted history), and the new checkpoint starts from seq 0.
+    """
+    conn.execute(_CHECKPOINTS_DDL)
+    found = conn.execute(
+        "SELECT 1 FROM projection_checkpoints WHERE name = ?", (CHECKPOINT,)
+    ).fetchone()
+    if found is None:
+        for table in TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(
+            "DELETE FROM projection_checkpoints WHERE name = ? OR name LIKE ?",
+            (_NAME, f"{_NAME}/%"),
+        )
+        conn.execute(SET_CHECKPOINT, (CHECKPOINT, 0))
     for statement in DDL:
         conn.execute(statement)
-    cursor = conn.execute(
-        "INSERT OR IGNORE INTO projection_checkpoints (name, seq) VALUES (?, 0)", (CHECKPOINT,)
-    )
-    if cursor.rowcount == 1:
-        # A new checkpoint starts from seq 0: rows without one were not folded under it.
-        for table in TABLES:
-            conn.execute(f"DELETE FROM {table}")
 
 
 def run_row(view: RunView) -> RunRow:
@@ -142,9 +217,9 @@ def run_row(view: RunView) -> RunRow:
     )
 
 
-def step_row(view: StepView) -> StepRow:
-    """The ``step_runs`` row of a step view."""
-    return (view.run_id, view.id, view.status.value, encode_view(view))
+def step_row(view: StepView, spec_seq: int) -> StepRow:
+    """The ``step_runs`` row of a step view (``spec_seq``: as :class:`StoredStep` says)."""
+    return (view.run_id, view.id, STATUS_VALUE[view.status], encode_step(view, spec_seq))
 
 
 def artifact_row(
@@ -170,14 +245,6 @@ def load_run(conn: sqlite3.Connection, run_id: str) -> RunView | None:
     """The stored view of a run, or None."""
     row = conn.execute("SELECT view FROM runs WHERE id = ?", (run_id,)).fetchone()
     return None if row is None else decode_run(row[0])
-
-
-def load_step(conn: sqlite3.Connection, run_id: str, step_id: str) -> StepView | None:
-    """The stored view of a step run, or None."""
-    row = conn.execute(
-        "SELECT view FROM step_runs WHERE run_id = ? AND step_id = ?", (run_id, step_id)
-    ).fetchone()
-    return None if row is None else decode_step(row[0])
 
 
 def read_checkpoint(conn: sqlite3.Connection) -> tuple[int, bytes]:

@@ -1,9 +1,18 @@
 """The views the projections fold events into, and their one binary encoding.
 
 Views are frozen ``msgspec.Struct`` s, so a reducer can only return a new view
-(``msgspec.structs.replace``), never edit the one it was given. Persisted views are stored as
-msgpack BLOBs written by the single encoder below; a view rebuilt from the log encodes to the
-same bytes as the one maintained incrementally.
+(``msgspec.structs.replace``), never edit the one it was given. They are not tracked by the
+garbage collector (``gc=False``): every transition allocates one, and a view holds only data
+decoded from events, which can never refer back to it (no reference cycle to collect).
+
+Persisted views are stored as msgpack BLOBs written by the single encoder below; a view rebuilt
+from the log encodes to the same bytes as the one maintained incrementally.
+
+A run view is stored whole. A step view is stored without what never changes after the step is
+declared (its run id, id, name and spec): a ``step_runs`` row is rewritten on every transition,
+and the spec is most of a step view's bytes. The row says which event declared the step
+instead (its run's ``run.created``, or a ``step.declared`` by seq), and the spec is read back
+from that event (:class:`StoredStep`).
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from events import ArtifactRef, InputRef, StepSpec
 from ._status import ExecutionStatus
 
 
-class RunView(msgspec.Struct, frozen=True, kw_only=True):
+class RunView(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What is known about a pipeline run, folded from its stream (the stream is the run id).
 
     Attributes:
@@ -73,7 +82,7 @@ class RunView(msgspec.Struct, frozen=True, kw_only=True):
     version: int = 0
 
 
-class StepView(msgspec.Struct, frozen=True, kw_only=True):
+class StepView(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What is known about one step invocation of a run.
 
     Attributes:
@@ -171,15 +180,86 @@ class ArtifactView(msgspec.Struct, frozen=True, kw_only=True):
     ref: ArtifactRef
 
 
-# One encoder and one decoder per view type, created once (msgspec's performance advice).
+class StoredStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A ``step_runs.view`` BLOB: a step view without its run id, id, name and spec.
+
+    A msgpack array (no field names): ``spec_seq``, the seq of the ``step.declared`` that
+    declared the step (0 when its run's ``run.created`` did), then :class:`StepView`'s fields
+    from ``status`` on, in their order. :func:`encode_step` writes it straight from a view.
+    """
+
+    spec_seq: int
+    status: ExecutionStatus
+    attempt: int
+    queued_at: float | None
+    start_time: float | None
+    end_time: float | None
+    duration: float | None
+    outputs: dict[str, list[ArtifactRef]]
+    cache_key: str | None
+    original_step_run_id: str | None
+    error: str | None
+    error_type: str | None
+    retry_due_at: float | None
+    logs_uri: str | None
+    metadata: dict[str, Any]
+    artifacts: dict[str, ArtifactRef]
+    last_seq: int
+
+    def view(self, run_id: str, spec: StepSpec) -> StepView:
+        """The step view this row stores, given the step's run and spec."""
+        return StepView(
+            run_id=run_id,
+            id=spec.id,
+            name=spec.name,
+            spec=spec,
+            status=self.status,
+            attempt=self.attempt,
+            queued_at=self.queued_at,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            duration=self.duration,
+            outputs=self.outputs,
+            cache_key=self.cache_key,
+            original_step_run_id=self.original_step_run_id,
+            error=self.error,
+            error_type=self.error_type,
+            retry_due_at=self.retry_due_at,
+            logs_uri=self.logs_uri,
+            metadata=self.metadata,
+            artifacts=self.artifacts,
+            last_seq=self.last_seq,
+        )
+
+
+# StepView's fields that never change after the step is declared come first: a stored step is
+# the spec's seq followed by the rest, in order (tests pin the two field lists together).
+STEP_FIXED_FIELDS = ("run_id", "id", "name", "spec")
+_STORED_FROM = len(STEP_FIXED_FIELDS)
+
+# One encoder and one decoder per stored type, created once (msgspec's performance advice).
 _encoder = msgspec.msgpack.Encoder()
 _run_decoder = msgspec.msgpack.Decoder(RunView)
-_step_decoder = msgspec.msgpack.Decoder(StepView)
+_stored_step_decoder = msgspec.msgpack.Decoder(StoredStep)
+_astuple = msgspec.structs.astuple
 
 
-def encode_view(view: RunView | StepView) -> bytes:
-    """The msgpack bytes stored in a ``view`` column."""
+def encode_view(view: RunView) -> bytes:
+    """The msgpack bytes stored in a ``runs.view`` column."""
     return _encoder.encode(view)
+
+
+STATUS_VALUE: dict[ExecutionStatus, str] = {status: status.value for status in ExecutionStatus}
+"""Each status's value, for ``status`` columns (a dict lookup; ``.value`` is a slow property)."""
+
+
+def encode_step(view: StepView, spec_seq: int) -> bytes:
+    """The bytes stored in a ``step_runs.view`` column: a :class:`StoredStep`.
+
+    Encoded from a tuple (a msgpack array, as ``array_like`` structs are) rather than by
+    building a :class:`StoredStep`: this runs for every changed step of every batch.
+    """
+    return _encoder.encode((spec_seq, *_astuple(view)[_STORED_FROM:]))
 
 
 def decode_run(blob: bytes) -> RunView:
@@ -187,6 +267,6 @@ def decode_run(blob: bytes) -> RunView:
     return _run_decoder.decode(blob)
 
 
-def decode_step(blob: bytes) -> StepView:
-    """Decode a ``step_runs.view`` BLOB."""
-    return _step_decoder.decode(blob)
+def decode_step(blob: bytes) -> StoredStep:
+    """Decode a ``step_runs.view`` BLOB (:meth:`StoredStep.view` makes it a view)."""
+    return _stored_step_decoder.decode(blob)

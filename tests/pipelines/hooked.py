@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
+import anyio.lowlevel
 
 from engine import get_step_context
 
@@ -32,12 +32,12 @@ def record_failure_without_argument() -> None:
 
 
 async def record_cleanup_async() -> None:
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     CALLS.append(("on_cleanup", None))
 
 
 async def init_state_async(base: int = 1, label: str = "state") -> dict[str, Any]:
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     CALLS.append(("on_init", base))
     return {"base": base, "label": label}
 
