@@ -65,12 +65,17 @@ class _Shared:
 SHARED = _Shared()
 
 
-def _enabled(run_setting: bool | None, step_setting: bool | None) -> bool:
+def _enabled(
+    run_setting: bool | None, step_setting: bool | None, pipeline_setting: bool | None
+) -> bool:
+    """Run-level False (with_options, PipelineRunConfiguration, YAML) turns caching off; else
+    the step's value, else the run's, else the pipeline decorator's, else True."""
     if run_setting is False:
-        return False  # with_options / PipelineRunConfiguration turned caching off for the run
-    if step_setting is not None:
-        return step_setting
-    return True if run_setting is None else run_setting
+        return False
+    for setting in (step_setting, run_setting, pipeline_setting):
+        if setting is not None:
+            return setting
+    return True
 
 
 class RunCache:
@@ -85,12 +90,14 @@ class RunCache:
         *,
         run_enable: bool | None,
         policy: Any,
+        pipeline_enable: bool | None = None,
     ) -> None:
         self.db = db
         self.entries = entries
         self.artifacts = artifacts
         self.clock = clock
         self.run_enable = run_enable
+        self.pipeline_enable = pipeline_enable
         self.policy = policy
         self.owned: set[str] = set()
 
@@ -136,7 +143,8 @@ class RunCache:
     def lookup(self, loop: RunLoop, node: _Node) -> Hit | Wait | None:
         """A hit, a key another run is computing, or None (then ``node.cache_key`` is set and
         this run owns the key until :meth:`record` or :meth:`release`)."""
-        if not _enabled(self.run_enable, node.inv.step.options.enable_cache):
+        step_setting = node.inv.step.options.enable_cache
+        if not _enabled(self.run_enable, step_setting, self.pipeline_enable):
             return None
         key = self.key(loop, node)
         entry = SHARED.recent.get((self.db, key)) or self.entries.get(key)
@@ -152,7 +160,7 @@ class RunCache:
                 dict(entry.outputs),
             )
         flight = SHARED.inflight.get((self.db, key))
-        if flight is not None and key not in self.owned:
+        if flight is not None:  # another run, or another step of this run, computes it
             return Wait(key, flight)
         SHARED.inflight[(self.db, key)] = anyio.Event()
         self.owned.add(key)

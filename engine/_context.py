@@ -37,6 +37,7 @@ class StepContext:
     invocation_id: str
     environment: Mapping[str, str] = field(default_factory=dict)
     attempt: int = 1
+    step_model: Any = None
 
     @property
     def pipeline_run(self) -> PipelineRunView:
@@ -57,8 +58,8 @@ class StepContext:
 
     @property
     def model(self) -> Any:
-        """The run's ``Model``, if the pipeline or step has one."""
-        return self.run.model
+        """The step's ``Model`` if it has one, else the pipeline's (None without either)."""
+        return self.step_model if self.step_model is not None else self.run.model
 
     @property
     def pipeline_name(self) -> str:

@@ -26,6 +26,9 @@ from ._retry import Clock, SystemClock
 from ._secrets import SecretStore
 from .errors import ConfigurationError
 
+PROCESS_ENV_GATE = EnvironmentGate()
+"""The one gate for ``os.environ`` (process-wide state, so one gate for every engine)."""
+
 
 def _durability(value: str | None) -> Durability:
     value = value or os.environ.get("EVENFLOW_DURABILITY") or "normal"
@@ -53,8 +56,8 @@ class Engine:
         self.artifacts = artifacts
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
-        # os.environ is process-wide: one gate per engine serializes conflicting steps.
-        self.env_gate = EnvironmentGate()
+        # os.environ is process-wide: one gate per process serializes conflicting steps.
+        self.env_gate = PROCESS_ENV_GATE
         self.secrets = SecretStore(home.secrets)
         self.owner_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 

@@ -171,8 +171,22 @@ class Pipeline:
             loaded = PipelineRunConfiguration.from_yaml(config_path)
             from_file = {k: loaded[k] for k in loaded}
         file_params = dict(from_file.pop("parameters", None) or {})
-        steps = {**(from_file.pop("steps", None) or {}), **(overrides.get("steps") or {})}
+        from .config import StepConfigurationUpdate
+
+        def update(value: Any) -> Any:
+            if isinstance(value, StepConfigurationUpdate):
+                return value
+            return StepConfigurationUpdate(**dict(value))
+
+        steps = {sid: update(u) for sid, u in (from_file.pop("steps", None) or {}).items()}
+        for sid, raw in (overrides.get("steps") or {}).items():
+            new = update(raw)
+            steps[sid] = steps[sid].merged(new) if sid in steps else new  # key by key
         merged = {**from_file, **{k: v for k, v in overrides.items() if k != "steps"}}
+        for key in ("environment", "settings", "extra"):  # mappings merge key by key
+            layers = [getattr(self.options, key), from_file.get(key), overrides.get(key)]
+            if layers[1] is not None or layers[2] is not None:
+                merged[key] = {k: v for layer in layers if layer for k, v in layer.items()}
         if "execution_mode" in merged and merged["execution_mode"] is not None:
             merged["execution_mode"] = ExecutionMode(str(merged["execution_mode"]))
         unknown = set(merged) - _ALL_OPTIONS
@@ -253,10 +267,17 @@ class Pipeline:
             retry=opts.retry,
             environment=dict(opts.environment or {}),
             secrets=list(opts.secrets or []),
-            enable_cache=opts.enable_cache,
+            enable_cache=self._run_level_cache(opts),
             cache_policy=opts.cache_policy,
             model=opts.model,
         )
+
+    def _run_level_cache(self, opts: PipelineOptions) -> bool | None:
+        """enable_cache set for this run (with_options, PipelineRunConfiguration, YAML), as
+        opposed to the decorator's value."""
+        if "enable_cache" in self._overrides:
+            return bool(self._overrides["enable_cache"])
+        return opts.enable_cache if opts.enable_cache != self.options.enable_cache else None
 
     def _is_dynamic(self) -> bool:
         return bool(self._overrides.get("dynamic", self.options.dynamic))
@@ -291,7 +312,7 @@ class Pipeline:
             retry=opts.retry,
             environment=dict(opts.environment or {}),
             secrets=list(opts.secrets or []),
-            enable_cache=opts.enable_cache,
+            enable_cache=self._run_level_cache(opts),
             cache_policy=opts.cache_policy,
             model=opts.model,
             max_dynamic_steps=opts.max_dynamic_steps,
@@ -356,6 +377,7 @@ class Pipeline:
             engine.clock,
             run_enable=plan.enable_cache,
             policy=plan.cache_policy,
+            pipeline_enable=self.options.enable_cache,
         )
         loop = RunLoop(engine, plan, cache)
         if plan.dynamic:
@@ -365,8 +387,9 @@ class Pipeline:
         raise_on_failure = self._overrides.get("raise_on_failure", self.options.raise_on_failure)
         if outcome.status == "failed" and raise_on_failure:
             raise PipelineRunFailedError(
-                f"pipeline {self.name!r} run {plan.run_name!r} failed: step "
-                f"{outcome.failed_step!r} raised {type(outcome.error).__name__}: {outcome.error}",
+                f"pipeline {self.name!r} run {plan.run_name!r} failed: "
+                + (f"step {outcome.failed_step!r}" if outcome.failed_step else "the run")
+                + f" raised {type(outcome.error).__name__}: {outcome.message}",
                 view,
             ) from outcome.error
         return view

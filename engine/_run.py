@@ -124,6 +124,7 @@ class RunOutcome:
     status: str
     error: BaseException | None = None
     failed_step: str | None = None
+    message: str = ""  # the error's text, secrets redacted
 
 
 class RunLoop:
@@ -149,6 +150,8 @@ class RunLoop:
         self.failed_step: str | None = None
         self._timers: set[anyio.CancelScope] = set()
         self._waits: list[tuple[_Node, Wait]] = []
+        self._late_hooks: list[tuple[_Node, BaseException]] = []
+        self._secret_values: set[str] = set()
         self.body_done = not plan.dynamic
         self.body: tuple[Any, dict[str, Any]] | None = None  # dynamic: (function, parameters)
         self._batch: list[AnyEvent] | None = None
@@ -190,6 +193,8 @@ class RunLoop:
                 except Exception as exc:  # a key that cannot be computed fails the step
                     node.attempt = 1
                     events.extend(self._on_failure(node, exc, retry=False)[0])
+                    if node.inv.step.hooks:
+                        self._late_hooks.append((node, exc))
                     continue
                 if isinstance(hit, Wait):
                     node.state = WAITING  # another run computes this key: reuse its result
@@ -245,13 +250,20 @@ class RunLoop:
         self._finish(node, SKIPPED)
         events.append(StepSkipped(step=node.id, reason=reason))
 
+    def redact(self, text: str) -> str:
+        """``text`` with every secret value this run uses replaced by ``***``: an exception
+        that echoes a secret must not carry it into the log."""
+        for value in self._secret_values:
+            text = text.replace(value, "***")
+        return text
+
     def _failed_event(self, node: _Node, exc: BaseException, final: bool) -> StepFailed:
         return StepFailed(
             step=node.id,
             attempt=node.attempt,
             error_type=type(exc).__qualname__,
-            error=str(exc) or type(exc).__qualname__,
-            traceback="".join(traceback.format_exception(exc)),
+            error=self.redact(str(exc) or type(exc).__qualname__),
+            traceback=self.redact("".join(traceback.format_exception(exc))),
             final=final,
         )
 
@@ -276,7 +288,7 @@ class RunLoop:
         if self.first_error is None:
             self.first_error = exc
             self.failed_step = node.id
-        log.info("step_failed", run_id=self.stream, step=node.id, error=str(exc))
+        log.info("step_failed", run_id=self.stream, step=node.id, error=self.redact(str(exc)))
         mode = self.plan.execution_mode
         if mode is ExecutionMode.CONTINUE_ON_FAILURE:
             reason = f"upstream step {node.id!r} failed"
@@ -334,6 +346,11 @@ class RunLoop:
         send = self._send
         for node in nodes:
             send.send_nowait(node)
+        if self._late_hooks and self._tg is not None:
+            late, self._late_hooks = self._late_hooks, []
+            for node, exc in late:
+                ctx = StepContext(self.ctx, node.inv.step.name, node.id, node.env, node.attempt)
+                self._tg.start_soon(self._step_outcome_hooks, node, ctx, exc)
         if self._waits and self._tg is not None:
             waits, self._waits = self._waits, []
             for node, wait in waits:
@@ -391,7 +408,9 @@ class RunLoop:
     async def _run_node(self, node: _Node, fail_fast: bool) -> None:
         inv = node.inv
         hooks = inv.step.hooks
-        ctx = StepContext(self.ctx, inv.step.name, inv.id, node.env, node.attempt)
+        ctx = StepContext(
+            self.ctx, inv.step.name, inv.id, node.env, node.attempt, inv.step.options.model
+        )
         if hooks and node.attempt == 1 and (spec := hooks.get("on_start")) is not None:
             await self._fire(spec, ctx)
         node.started = time.monotonic()
@@ -591,6 +610,7 @@ class RunLoop:
         wanted = [*plan.secrets, *(options.secrets or ())]
         # Values go to the step's environment only: never into an event or a log.
         secret_env = dict(self.engine.secrets.resolve(dict.fromkeys(wanted))) if wanted else {}
+        self._secret_values.update(v for v in secret_env.values() if v)
         return merge_environment(plan.environment, options.environment or {}, secret_env)
 
     async def _prepare(self) -> BaseException | None:
@@ -669,12 +689,12 @@ class RunLoop:
             return RunOutcome("completed")
         error = self.first_error
         where = f"step {self.failed_step!r}" if self.failed_step else "the run"
-        message = f"{where} failed: {error}" if error else "steps cancelled"
+        message = self.redact(f"{where} failed: {error}") if error else "steps cancelled"
         final.append(RunFailed(error=message, failed_step=self.failed_step))
         await self._append_shielded(final)
         log.info("run_failed", run_id=self.stream, step=self.failed_step)
         await self._pipeline_hooks("on_failure", error)
-        return RunOutcome("failed", error, self.failed_step)
+        return RunOutcome("failed", error, self.failed_step, self.redact(str(error)))
 
     async def _pipeline_hooks(self, outcome: str, error: BaseException | None) -> None:
         """``on_success``/``on_failure`` once the outcome is committed, then ``on_cleanup``."""
@@ -686,6 +706,8 @@ class RunLoop:
                 spec = hooks.get(kind)
                 if spec is not None:
                     await self._fire(spec, None, error)
+            if self.ctx.pending_metadata:  # log_metadata() called by the hooks
+                await self.engine.store.append(self.stream, self._metadata_events())
 
     async def _record_cancel(self, reason: str) -> None:
         events: list[AnyEvent] = []

@@ -50,6 +50,10 @@ def _check_options(owner: str, options: Mapping[str, Any]) -> None:
             f"{owner}: unknown step option(s) {sorted(unknown)}; "
             f"known options: {sorted(_OPTION_NAMES)}"
         )
+    if options.get("settings"):
+        from ._settings import validate_settings
+
+        validate_settings(options["settings"], owner=owner)
     timeout = options.get("timeout")
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise PipelineDefinitionError(f"{owner}: timeout must be a positive number of seconds")
@@ -92,7 +96,9 @@ class BaseStep:
         opts = self.options
         out: dict[str, Any] = {}
         if opts.settings:
-            out["settings"] = dict(opts.settings)
+            from ._settings import validate_settings
+
+            out["settings"] = validate_settings(opts.settings, owner=f"step {self.name!r}")
         if opts.extra:
             out["extra"] = dict(opts.extra)
         if opts.environment:

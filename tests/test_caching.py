@@ -346,11 +346,6 @@ def test_pipeline_decorator_enable_cache_false_disables_steps_without_their_own_
     assert cached.EXECUTIONS["counted"] == 2
 
 
-@pytest.mark.xfail(
-    reason="BUG: @pipeline(enable_cache=False) overrides @step(enable_cache=True); the step "
-    "value must win over the pipeline value",
-    strict=True,
-)
 def test_step_enable_cache_wins_over_the_pipeline_decorator() -> None:
     @pipeline(enable_cache=False)
     def uncached() -> None:
@@ -655,11 +650,6 @@ async def test_waiting_run_recomputes_when_the_owner_fails() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    reason="BUG: a run that owns a key and looks it up again overwrites the in-flight event; "
-    "another run waiting on the first event is never woken (deadlock)",
-    strict=True,
-)
 async def test_single_flight_waiter_is_woken_when_the_owner_run_needs_the_key_twice() -> None:
     gates: dict[str, anyio.Event] = {}
 

@@ -163,12 +163,6 @@ def test_steps_with_agreeing_environments_still_run_concurrently() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    reason="BUG: each Engine has its own EnvironmentGate; two runs in one process with their "
-    "own engines overlap conflicting steps, see each other's values and leak a value into "
-    "os.environ afterwards",
-    strict=True,
-)
 async def test_conflicting_environments_in_runs_with_their_own_engines_never_overlap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -331,11 +325,6 @@ async def test_secret_values_never_reach_the_database_artifacts_logs_or_cli(
     assert scan_home(evenflow_home, SECRET, OTHER_SECRET) == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: a step's exception text that echoes a secret value is recorded verbatim in "
-    "step.failed (error and traceback) and in PipelineRunFailedError's message",
-    strict=True,
-)
 def test_secret_values_in_a_step_error_are_redacted(secrets: Client, evenflow_home: Path) -> None:
     @step(enable_cache=False, secrets=["qa_db"])
     def login() -> None:
@@ -424,11 +413,6 @@ def test_get_step_context_exposes_the_run_and_step() -> None:
         get_step_context()
 
 
-@pytest.mark.xfail(
-    reason="BUG: a step's own model=Model(...) is not visible: get_step_context().model is None "
-    "(only the pipeline's model is put in the run context)",
-    strict=True,
-)
 def test_get_step_context_model_of_a_step() -> None:
     @step(enable_cache=False, model=Model(name="step_model"))
     def with_model() -> str:

@@ -299,10 +299,6 @@ def test_failing_on_init_fails_the_run_before_any_step_and_cleanup_still_runs() 
     ]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a run failed by on_init raises 'failed: step None raised ...' (no step failed)",
-    strict=True,
-)
 def test_failing_on_init_error_message_does_not_blame_a_step() -> None:
     def init() -> None:
         raise RuntimeError("cannot initialise")
@@ -322,11 +318,6 @@ def test_failing_on_init_error_message_does_not_blame_a_step() -> None:
     assert "step None" not in message
 
 
-@pytest.mark.xfail(
-    reason="BUG: a step failed because its cache key cannot be computed never fires its own "
-    "on_end/on_failure hooks (only the pipeline's on_failure runs)",
-    strict=True,
-)
 def test_step_failure_hooks_fire_when_the_cache_key_fails() -> None:
     calls: list[str] = []
 
@@ -528,11 +519,6 @@ def test_metadata_logged_by_step_hooks_and_on_init_is_recorded() -> None:
     assert run.metadata == {"from_init": 1}
 
 
-@pytest.mark.xfail(
-    reason="BUG: log_metadata() in a pipeline on_success/on_failure/on_cleanup hook is dropped: "
-    "the pending metadata is never appended after run.succeeded/run.failed",
-    strict=True,
-)
 def test_metadata_logged_by_pipeline_outcome_hooks_is_recorded() -> None:
     @step(enable_cache=False)
     def plain() -> int:

@@ -103,12 +103,6 @@ def test_run_configuration_steps_mapping_is_applied() -> None:
     assert run.steps["pick"].output.load() == 4
 
 
-@pytest.mark.xfail(
-    reason="BUG: with_options(steps={id: {'retry': {...}}}) passes the plain dict into the step "
-    "options unconverted; the run crashes with AttributeError: 'dict' object has no attribute "
-    "'max_retries'",
-    strict=True,
-)
 def test_with_options_steps_accepts_plain_mappings_like_the_run_configuration() -> None:
     attempts: list[int] = []
 
@@ -275,11 +269,6 @@ def test_call_conflicting_with_the_yaml_file_is_an_error(tmp_path: Path) -> None
     assert no_runs()
 
 
-@pytest.mark.xfail(
-    reason="BUG: with_options(steps={id: {...}}) replaces the YAML file's whole entry for that "
-    "step instead of merging per key; steps.pick.enable_cache=false from the file is lost",
-    strict=True,
-)
 def test_with_options_steps_merge_with_the_yaml_steps_per_key(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, "steps:\n  pick:\n    enable_cache: false\n")
     options = {"config_path": path, "steps": {"pick": {"parameters": {"value": 9}}}}
@@ -289,11 +278,6 @@ def test_with_options_steps_merge_with_the_yaml_steps_per_key(tmp_path: Path) ->
     assert run.steps["pick"].status is ExecutionStatus.COMPLETED  # still not cached
 
 
-@pytest.mark.xfail(
-    reason="BUG: a YAML `environment` replaces the decorator's whole mapping instead of merging "
-    "key by key (PipelineRunConfiguration.merged's rule); QA_KEEP is lost",
-    strict=True,
-)
 def test_yaml_environment_merges_with_the_decorator_environment(tmp_path: Path) -> None:
     @step(enable_cache=False)
     def read_env() -> str:
@@ -397,11 +381,6 @@ def test_settings_classes_validate_on_construction() -> None:
         DockerSettings(python_package_installer="conda-but-wrong")
 
 
-@pytest.mark.xfail(
-    reason="BUG: step-level settings objects go unconverted into the step spec; run.created "
-    "cannot be encoded (StoreError: Encoding objects of type DockerSettings is unsupported)",
-    strict=True,
-)
 def test_step_settings_are_recorded() -> None:
     @step(
         enable_cache=False,
@@ -423,22 +402,12 @@ def test_step_settings_are_recorded() -> None:
     assert config["settings"]["resources"]["cpu_count"] == 2
 
 
-@pytest.mark.xfail(
-    reason="BUG: settings from YAML steps.<id>.settings crash the run (StoreError: Encoding "
-    "objects of type ResourceSettings is unsupported)",
-    strict=True,
-)
 def test_yaml_step_settings_are_recorded(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, "steps:\n  pick:\n    settings:\n      resources: {gpu_count: 1}\n")
     run = configurable.with_options(config_path=path)()
     assert run.steps["pick"].spec.config["settings"]["resources"]["gpu_count"] == 1
 
 
-@pytest.mark.xfail(
-    reason="BUG: an unknown step settings key ({'dokcer': ...}) is accepted silently; the run "
-    "completes instead of a ConfigurationError naming the key",
-    strict=True,
-)
 def test_bad_step_settings_are_a_clear_error() -> None:
     def define_and_run() -> None:  # the error may come at definition or at compile time
         @step(settings={"dokcer": {"parent_image": "x"}})
