@@ -30,6 +30,8 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.append
 	$(BIN)/python -m benchmarks.overhead
+	$(BIN)/python -m benchmarks.projector
+	$(BIN)/python -m benchmarks.tail
 
 clean:
 	rm -rf $(VENV)
