@@ -106,34 +106,10 @@ async def _store_outputs_async(
 def _store_outputs(
     artifacts: ArtifactStore, step: BaseStep, invocation: str, result: Any
 ) -> dict[str, ArtifactRef]:
-    outputs = step.signature.outputs
-    if not outputs:
-        if result is not None:
-            raise StepOutputError(
-                f"step {invocation!r} declares no outputs (-> None) but returned a "
-                f"{type(result).__name__}"
-            )
-        return {}
-    if len(outputs) == 1:
-        values = (result,)
-    else:
-        if not isinstance(result, tuple | list) or len(result) != len(outputs):
-            got = len(result) if isinstance(result, tuple | list) else 1
-            names = ", ".join(o.name for o in outputs)
-            raise StepOutputError(
-                f"step {invocation!r} returned {got} value(s) but declares {len(outputs)} "
-                f"outputs ({names})"
-            )
-        values = tuple(result)
-    materializers = step.options.output_materializers
+    """Outputs of a sync step (already in a worker thread): checked, then stored."""
     refs: dict[str, ArtifactRef] = {}
-    for spec, value in zip(outputs, values, strict=True):
-        check_output_type(invocation, spec.name, value, spec.annotation)
-        if isinstance(materializers, Mapping):
-            materializer = materializers.get(spec.name)
-        else:
-            materializer = materializers
-        data_type = spec.annotation if isinstance(spec.annotation, type) else None
+    for spec, value in _output_values(step, invocation, result):
+        materializer, data_type = _save_args(step, spec)
         refs[spec.name] = artifacts.save(
             value, name=spec.name, materializer=materializer, data_type=data_type
         )
