@@ -36,6 +36,7 @@ Row = tuple[int, str, int, str, float, bytes, bytes]
 
 _HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
 _VERSION = "SELECT MAX(version) FROM events WHERE stream = ?"
+_TOP = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
 _COLUMNS = 7
 _COLUMN_NAMES = "seq, stream, version, type, recorded_at, payload, hash"
 _MAX_CHUNK = 256  # rows per INSERT statement (a power of two)
@@ -202,7 +203,11 @@ class BatchWriter:
         head, prev = (int(found[0]), bytes(found[1])) if found else (0, GENESIS)
         cached = self._versions if head == self._last_seq else {}
         now = time.time()
-        seq = head
+        # New seqs continue after the highest seq ever assigned (AUTOINCREMENT's record), not
+        # after the newest row: if the newest rows were deleted behind our back, the gap stays
+        # visible to `audit verify` instead of being papered over by reused seqs.
+        top = conn.execute(_TOP).fetchone()
+        seq = max(head, int(top[0]) if top else 0)
         versions: dict[str, int] = {}
         rows: list[Row] = []
         events: list[AnyEvent] = []
