@@ -167,9 +167,9 @@ class RunCache:
         node.cache_key = key
         return None
 
-    def record(self, key: str, run_id: str, step_id: str, refs: dict[str, ArtifactRef]) -> None:
+    def record(self, key: str, run_id: str, node: _Node, refs: dict[str, ArtifactRef]) -> None:
         """The step computing ``key`` succeeded: its outputs serve later lookups."""
-        entry = CacheEntry(key, run_id, step_id, step_id, self.clock.now(), dict(refs))
+        entry = CacheEntry(key, run_id, node.id, node.inv.step.name, self.clock.now(), dict(refs))
         self.entries[key] = entry
         SHARED.remember(self.db, entry)
         self.release(key)

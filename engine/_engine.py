@@ -77,13 +77,6 @@ class Engine:
         """
         resolved = Home.resolve(home)
         mode = _durability(durability)
-        try:
-            async with EventStore.open(resolved.db, durability=mode, hooks=[Projector()]) as store:
-                artifacts = ArtifactStore(resolved.artifacts, fsync=mode == "full")
-                yield cls(resolved, store, artifacts, clock=clock)
-        except BaseExceptionGroup as group:
-            # The store's task group wraps what the body raised; users get the error itself.
-            if len(group.exceptions) != 1:
-                raise
-            exc = group.exceptions[0]
-            raise exc from exc.__cause__
+        async with EventStore.open(resolved.db, durability=mode, hooks=[Projector()]) as store:
+            artifacts = ArtifactStore(resolved.artifacts, fsync=mode == "full")
+            yield cls(resolved, store, artifacts, clock=clock)

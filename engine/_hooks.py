@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import importlib
 import inspect
 import re
 from collections.abc import Callable, Mapping
@@ -40,6 +39,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from ._imports import import_object
 from .errors import HookSignatureError
 
 
@@ -113,28 +113,6 @@ def _kind(kind: str) -> HookKind:
         raise ValueError(f"unknown hook kind {kind!r}; expected one of {known}") from None
 
 
-def _import(path: str) -> tuple[Any, str | None]:
-    """The object at ``path``, or ``None`` and why it could not be imported."""
-    if ":" in path:
-        module_name, _, attrs = path.partition(":")
-        candidates = [(module_name, attrs.split("."))]
-    else:
-        parts = path.split(".")
-        candidates = [(".".join(parts[:i]), parts[i:]) for i in range(len(parts) - 1, 0, -1)]
-    first_error: str | None = None
-    for module_name, attrs_list in candidates:
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for attr in attrs_list:
-                obj = getattr(obj, attr)
-        except (ImportError, AttributeError) as exc:
-            # The longest module prefix is tried first; its error is the informative one.
-            first_error = first_error or f"{type(exc).__name__}: {exc}"
-            continue
-        return obj, None
-    return None, first_error
-
-
 def resolve_hook(hook: Callable[..., Any] | str, *, owner: str, kind: str) -> Callable[..., Any]:
     """The callable a hook refers to.
 
@@ -154,7 +132,7 @@ def resolve_hook(hook: Callable[..., Any] | str, *, owner: str, kind: str) -> Ca
             raise HookSignatureError(
                 f"{owner}: {kind} hook {hook!r} is not an import path like 'pkg.module:function'"
             )
-        obj, error = _import(hook)
+        obj, error = import_object(hook)
         if error is not None:
             raise HookSignatureError(f"{owner}: {kind} hook {hook!r} cannot be imported ({error})")
         if not callable(obj):

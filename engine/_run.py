@@ -155,7 +155,6 @@ class RunLoop:
         self.body_done = not plan.dynamic
         self.body: tuple[Any, dict[str, Any]] | None = None  # dynamic: (function, parameters)
         self._batch: list[AnyEvent] | None = None
-        self._batch_launch: list[_Node] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._send: MemoryObjectSendStream[_Node]
         self._recv: MemoryObjectReceiveStream[_Node]
@@ -242,7 +241,7 @@ class RunLoop:
             )
         )
         if node.cache_key and self.cache is not None:
-            self.cache.record(node.cache_key, self.stream, node.id, refs)
+            self.cache.record(node.cache_key, self.stream, node, refs)
         self._settle(node, refs, COMPLETED, events)
         return events
 

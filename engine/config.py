@@ -249,25 +249,12 @@ def _cache_func_path(value: object) -> tuple[str, Callable[[], Any] | None]:
 
 
 def _import(path: str) -> Any:
-    import importlib
+    from ._imports import import_object
 
-    if ":" in path:
-        module_name, _, attrs = path.partition(":")
-        candidates = [(module_name, attrs.split("."))]
-    else:
-        parts = path.split(".")
-        candidates = [(".".join(parts[:i]), parts[i:]) for i in range(len(parts) - 1, 0, -1)]
-    error: Exception | None = None
-    for module_name, attrs_list in candidates:
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for attr in attrs_list:
-                obj = getattr(obj, attr)
-        except (ImportError, AttributeError) as exc:
-            error = error or exc
-            continue
-        return obj
-    raise ConfigurationError(f"CachePolicy: cache_func {path!r} cannot be imported ({error})")
+    obj, error = import_object(path)
+    if error is not None:
+        raise ConfigurationError(f"CachePolicy: cache_func {path!r} cannot be imported ({error})")
+    return obj
 
 
 class CachePolicy(ConfigObject):
