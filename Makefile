@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench bench-peers clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,10 +28,20 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed
-	$(BIN)/python -m benchmarks.append
-	$(BIN)/python -m benchmarks.overhead
-	$(BIN)/python -m benchmarks.projector
-	$(BIN)/python -m benchmarks.tail
+	$(BIN)/python -m benchmarks
+
+# Peers in their own virtual environments, from PyPI. A peer that fails to install is reported
+# by `python -m benchmarks.peers` in one line; the others still run.
+.venv-prefect/.installed:
+	-$(PY) -m venv .venv-prefect && .venv-prefect/bin/python -m pip install --quiet 'prefect>=3,<4' \
+		&& touch $@
+
+.venv-dagster/.installed:
+	-$(PY) -m venv .venv-dagster && .venv-dagster/bin/python -m pip install --quiet dagster \
+		&& touch $@
+
+bench-peers: $(VENV)/.installed .venv-prefect/.installed .venv-dagster/.installed
+	$(BIN)/python -m benchmarks.peers
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-prefect .venv-dagster

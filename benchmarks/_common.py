@@ -57,6 +57,21 @@ def stopwatch() -> Iterator[Stopwatch]:
         sw.seconds = time.perf_counter() - start
 
 
+@contextmanager
+def environ(**values: str) -> Iterator[None]:
+    """Set environment variables for a block, then restore what was there."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def percentile(samples: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0-100) of ``samples``, nearest-rank."""
     ordered = sorted(samples)

@@ -101,7 +101,11 @@ def run(
                 durability,
                 backend="asyncio",
             )
-            rows = read_rows(store_db)[: (events // producers) * producers]
+            rows = read_rows(store_db)
+            expected = (events // producers) * producers + 50 + latency_appends
+            if len(rows) != expected:  # every append landed, the warm-up and latency ones too
+                raise SystemExit(f"append: {len(rows)} events in the store, expected {expected}")
+            rows = rows[: (events // producers) * producers]
             batches = [rows[i : i + batch] for i in range(0, len(rows), batch)]
             plain_rate = plain_insert_rate(
                 Path(tmp) / f"plain-{r}.db", batches, synchronous=durability.upper()

@@ -58,6 +58,7 @@ from ._common import emit, environment, latency_summary_ms, parser, peak_rss_mb,
 
 TARGETS = {"tail_median_ms": 20, "tail_p99_ms": 100, "fold": 300_000, "rebuild": 150_000}
 _STEPS_PER_RUN = 24  # 1 + 1 + 24 * 4 + 1 = 99 events per run
+EVENTS_PER_RUN = 3 + 4 * _STEPS_PER_RUN
 
 
 # -- 1. tail ---------------------------------------------------------------------------------
@@ -182,7 +183,7 @@ def fold_rate(n_events: int, rounds: int = 3) -> dict[str, Any]:
 def generate(path: Path, n_events: int) -> int:
     """Write about ``n_events`` events of whole runs, four runs at a time interleaved, with
     their chain hashes, straight into a fresh database. Returns the number written."""
-    per_run = 3 + 4 * _STEPS_PER_RUN
+    per_run = EVENTS_PER_RUN
     runs = max(1, n_events // per_run)
     conn = sqlite3.connect(path, isolation_level=None)
     try:

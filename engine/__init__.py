@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._materializers import BaseMaterializer as BaseMaterializer
     from ._pipeline import Pipeline as Pipeline
     from ._pipeline import pipeline as pipeline
+    from ._schedule_views import ScheduleView as ScheduleView
     from ._step import BaseStep as BaseStep
     from ._step import step as step
     from ._views import ArtifactVersionView as ArtifactVersionView
@@ -53,6 +54,7 @@ _WHERE: dict[str, tuple[str, str]] = {
     "BaseMaterializer": ("._materializers", "BaseMaterializer"),
     "Pipeline": ("._pipeline", "Pipeline"),
     "pipeline": ("._pipeline", "pipeline"),
+    "ScheduleView": ("._schedule_views", "ScheduleView"),
     "BaseStep": ("._step", "BaseStep"),
     "step": ("._step", "step"),
     "ArtifactVersionView": ("._views", "ArtifactVersionView"),

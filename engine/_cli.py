@@ -23,6 +23,10 @@ import typer
 
 from ._cli_load import CliError
 from ._cli_log import audit_app, projections_app, replay_command, tail_command
+from ._cli_logs import logs_command
+from ._cli_recovery import cancel_command, resume_command
+from ._cli_retention import gc_command, runs_delete
+from ._cli_schedule import schedule_app, serve_command
 from ._cli_secret import secret_app
 
 if TYPE_CHECKING:
@@ -42,6 +46,8 @@ app = typer.Typer(
 runs_app = typer.Typer(help="Inspect pipeline runs.", pretty_exceptions_enable=False)
 app.add_typer(runs_app, name="runs")
 app.add_typer(secret_app, name="secret")
+app.add_typer(schedule_app, name="schedule")
+app.command("serve")(serve_command)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +156,23 @@ def run_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="No live display; print the finished run as JSON.")
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Run again whenever a .py file under the pipeline file's folder changes"
+            " (unchanged steps come from the cache). Ctrl-C stops.",
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline and follow its steps live."""
     debug = (ctx.find_object(_Options) or _Options()).debug
+    if watch:
+        from ._watch import watch as watch_loop
+
+        with _errors(ctx):
+            code = watch_loop(target, param or [], as_json=as_json, debug=debug)
+        raise typer.Exit(code)
     with _errors(ctx):
         from ._cli_live import engine_logs
 
@@ -280,10 +300,15 @@ def runs_show(
             _console().print(run_details(view))
 
 
+runs_app.command("resume")(resume_command)
+runs_app.command("cancel")(cancel_command)
 app.command("tail")(tail_command)
+app.command("logs")(logs_command)
 app.command("replay")(replay_command)
 app.add_typer(audit_app, name="audit")
 app.add_typer(projections_app, name="projections")
+runs_app.command("delete")(runs_delete)
+app.command("gc")(gc_command)
 
 
 # -- entry point -----------------------------------------------------------------------------

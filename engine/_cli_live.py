@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -277,12 +276,15 @@ def engine_logs(debug: bool) -> Iterator[None]:
     error level unless ``--debug``: stdout belongs to the display (or to ``--json``), and a
     failed run is reported once, by its ``error:`` line. The previous configuration is restored
     afterwards (the CLI is an edge, not the owner of the process's logging)."""
+    from ._log_capture import current_stream
+
     configured, saved = structlog.is_configured(), structlog.get_config()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.DEBUG if debug else logging.ERROR
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # The stderr of each write, not this one: a step's lines then reach its step log.
+        logger_factory=structlog.PrintLoggerFactory(current_stream("stderr")),
     )
     try:
         yield

@@ -131,9 +131,12 @@ def runs_table(runs: Sequence[PipelineRunView]) -> Table:
     table.add_column("created", overflow="fold")
     table.add_column("duration", justify="right", no_wrap=True, min_width=6)
     table.add_column("steps", justify="right", no_wrap=True, min_width=5)
+    scheduled = any(run.schedule_id for run in runs)
+    if scheduled:  # only when a run was started by a schedule: "<schedule id> @ <tick>"
+        table.add_column("schedule", overflow="fold")
     for run in runs:
         done = sum(1 for s in run.steps.values() if s.status.is_finished)
-        table.add_row(
+        row: list[str | Text] = [
             run.id[:8],
             run.name,
             run.pipeline_name,
@@ -141,7 +144,10 @@ def runs_table(runs: Sequence[PipelineRunView]) -> Table:
             fmt_time(run.created),
             fmt_duration(run_duration(run)),
             f"{done}/{len(run.steps)}",
-        )
+        ]
+        if scheduled:
+            row.append(f"{run.schedule_id[:8]} @ {fmt_time(run.tick)}" if run.schedule_id else "-")
+        table.add_row(*row)
     return table
 
 
@@ -159,6 +165,8 @@ def run_summary_dict(run: PipelineRunView) -> dict[str, Any]:
         "tags": list(run.tags),
         "steps_done": sum(1 for s in run.steps.values() if s.status.is_finished),
         "steps_total": len(run.steps),
+        "schedule_id": run.schedule_id,
+        "tick": epoch(run.tick),
     }
 
 

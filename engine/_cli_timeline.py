@@ -22,6 +22,7 @@ from events import (
     StepCached,
     StepDeclared,
     StepFailed,
+    StepLogs,
     StepRetryScheduled,
     StepSkipped,
     StepStarted,
@@ -79,6 +80,8 @@ def event_detail(ev: RunEvent) -> str:
             text = f"{ref.name}: {ref.type_name}, {ref.size} bytes"
         case MetadataLogged():
             text = ", ".join(event.metadata)
+        case StepLogs():
+            text = f"{event.size} bytes in {event.uri}"
         case HookStarted() | HookSucceeded():
             text = event.name or event.hook
         case HookFailed():

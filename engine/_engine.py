@@ -16,6 +16,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
+import anyio
+import anyio.abc
+
 from events import Durability, EventStore
 from projections import Projector
 
@@ -80,3 +83,17 @@ class Engine:
         async with EventStore.open(resolved.db, durability=mode, hooks=[Projector()]) as store:
             artifacts = ArtifactStore(resolved.artifacts, fsync=mode == "full")
             yield cls(resolved, store, artifacts, clock=clock)
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Fire the schedules of this home until cancelled (what ``evenflow serve`` runs).
+
+        Each due tick is claimed in the log (``schedule.triggered``) and its run started on
+        this engine; schedules created, paused or deleted by other processes take effect
+        within the log tail's latency. Use ``await tg.start(engine.serve)`` to wait until the
+        schedules are loaded. See ``engine/_serve.py`` for the guarantees.
+        """
+        from ._serve import ScheduleService
+
+        await ScheduleService(self).serve(task_status=task_status)

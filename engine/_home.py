@@ -34,6 +34,11 @@ class Home:
         return self.root / "artifacts"
 
     @property
+    def logs(self) -> Path:
+        """Captured step logs: ``logs/<run id>/<step>.log``."""
+        return self.root / "logs"
+
+    @property
     def secrets(self) -> Path:
         """The secret store: its own file (mode 0600), never part of the event log."""
         return self.root / "secrets.json"

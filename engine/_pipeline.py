@@ -10,10 +10,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 
+from events import RunCreated
 from projections import cache_entries, cache_entries_of_pipeline
 
 from . import _compile
@@ -24,7 +25,16 @@ from ._run import RunLoop, RunPlan
 from ._run_hooks import PIPELINE_HOOKS, HookSet, check_hooks
 from ._views import PipelineRunView, load_run_view_async
 from .enums import ExecutionMode
-from .errors import ConfigurationError, PipelineDefinitionError, PipelineRunFailedError
+from .errors import (
+    ConfigurationError,
+    PipelineDefinitionError,
+    PipelineRunFailedError,
+    RunResumeError,
+)
+
+if TYPE_CHECKING:
+    from ._lease import Lease
+    from ._resume import RunPast
 
 log = get_logger("evenflow.pipeline")
 
@@ -270,6 +280,7 @@ class Pipeline:
             enable_cache=self._run_level_cache(opts),
             cache_policy=opts.cache_policy,
             model=opts.model,
+            enable_step_logs=opts.enable_step_logs,
         )
 
     def _run_level_cache(self, opts: PipelineOptions) -> bool | None:
@@ -316,6 +327,7 @@ class Pipeline:
             cache_policy=opts.cache_policy,
             model=opts.model,
             max_dynamic_steps=opts.max_dynamic_steps,
+            enable_step_logs=opts.enable_step_logs,
         )
 
     def _run_config(self, opts: PipelineOptions) -> dict[str, Any]:
@@ -363,8 +375,29 @@ class Pipeline:
                 return await self._execute(opened, plan)
         return await self._execute(engine, plan)
 
-    async def _execute(self, engine: Engine, plan: RunPlan) -> PipelineRunView:
-        plan.run_name = await _unique_run_name(engine, plan.run_name)
+    async def _resume(
+        self, engine: Engine, past: RunPast, params: dict[str, Any], lease: Lease
+    ) -> PipelineRunView:
+        """Drive a run that did not finish to its end (see ``engine._resume``)."""
+        created = past.created
+        plan = self._dynamic_plan((), params) if created.dynamic else self.compile(**params)
+        if not created.dynamic:
+            _check_same_steps(created, plan)
+        plan.run_id, plan.run_name = past.run_id, created.run_name
+        plan.execution_mode = ExecutionMode(created.execution_mode)
+        # The caller gets the finished run's view, failed or not (the CLI exits 1 on failure).
+        quiet = self.with_options(raise_on_failure=False)
+        return await quiet._execute(engine, plan, past, lease)
+
+    async def _execute(
+        self,
+        engine: Engine,
+        plan: RunPlan,
+        past: RunPast | None = None,
+        lease: Lease | None = None,
+    ) -> PipelineRunView:
+        if past is None:
+            plan.run_name = await _unique_run_name(engine, plan.run_name)
         if plan.dynamic:
             entries = await engine.store.run_read(cache_entries_of_pipeline, plan.pipeline)
         else:
@@ -380,11 +413,16 @@ class Pipeline:
             pipeline_enable=self.options.enable_cache,
         )
         loop = RunLoop(engine, plan, cache)
+        loop.past, loop.lease = past, lease
         if plan.dynamic:
             loop.body = (self.entrypoint, plan.parameters)
         outcome = await loop.execute()
         view = await load_run_view_async(engine, plan.run_id)
         raise_on_failure = self._overrides.get("raise_on_failure", self.options.raise_on_failure)
+        if outcome.status == "cancelled" and raise_on_failure:
+            raise PipelineRunFailedError(
+                f"pipeline {self.name!r} run {plan.run_name!r} was {outcome.message}", view
+            )
         if outcome.status == "failed" and raise_on_failure:
             raise PipelineRunFailedError(
                 f"pipeline {self.name!r} run {plan.run_name!r} failed: "
@@ -395,7 +433,16 @@ class Pipeline:
         return view
 
     def __call__(self, *args: Any, **params: Any) -> PipelineRunView:
-        """Run synchronously (from a script) and return the finished run's view."""
+        """Run synchronously (from a script) and return the finished run's view.
+
+        With a schedule set (``with_options(schedule=...)`` or the configuration file), it
+        registers the schedule instead of running, and returns its ``ScheduleView``.
+        """
+        schedule = self._overrides.get("schedule")
+        if schedule is None and (self._overrides.get("config_path") or self.options.config_path):
+            schedule = self._effective()[0].schedule
+        if schedule is not None:
+            return self.run(*args, schedule=schedule, **params)  # type: ignore[no-any-return]
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -408,15 +455,43 @@ class Pipeline:
         return anyio.run(lambda: self.run_async(*args, **params), backend="asyncio")
 
     def run(self, *args: Any, schedule: Any = None, **params: Any) -> Any:
-        """Same as calling the pipeline; with ``schedule=`` it registers a schedule instead."""
-        if schedule is not None or self.options.schedule is not None:
-            raise PipelineDefinitionError(
-                f"pipeline {self.name!r}: schedules are not available yet in this version"
-            )
-        return self(*args, **params)
+        """Same as calling the pipeline; with ``schedule=`` (here or in ``with_options``) it
+        registers a schedule with these parameters instead, in ``$EVENFLOW_HOME``, and returns
+        its ``ScheduleView``: ``evenflow serve`` (or ``await engine.serve()``) fires its runs.
+
+        Raises:
+            ScheduleError: the schedule's name is taken, or the pipeline cannot be imported
+                again by a service (defined inside a function, say).
+        """
+        schedule = schedule or self._overrides.get("schedule") or self.options.schedule
+        if schedule is None:
+            return self(*args, **params)
+        from ._schedules import register_sync
+
+        return register_sync(self, schedule, args, params)
 
     def __repr__(self) -> str:
         return f"<pipeline {self.name}>"
+
+
+def _check_same_steps(created: RunCreated, plan: RunPlan) -> None:
+    """A static run resumes only if its code still compiles to the steps the log recorded."""
+    from ._resume import same_shape
+
+    recorded = {spec.id: spec for spec in created.steps}
+    now = {inv_id: inv.spec() for inv_id, inv in plan.invocations.items()}
+    problem = None
+    if recorded.keys() != now.keys():
+        gone = sorted(recorded.keys() - now.keys())
+        new = sorted(now.keys() - recorded.keys())
+        problem = f"steps no longer declared: {gone or 'none'}; new steps: {new or 'none'}"
+    else:
+        problem = next((why for i in now if (why := same_shape(recorded[i], now[i]))), None)
+    if problem is not None:
+        raise RunResumeError(
+            f"cannot resume run {created.run_name!r}: pipeline {created.pipeline!r} changed "
+            f"since the run started ({problem})"
+        )
 
 
 def _hooks_of(name: str, options: PipelineOptions) -> HookSet:

@@ -98,8 +98,9 @@ def retry_delay(config: StepRetryConfig, attempt: int, rand: float) -> float:
         return 0.0
     try:
         base = config.delay * config.backoff ** (attempt - 1)
-    except OverflowError:  # backoff ** attempt beyond float range: the cap applies anyway
-        base = math.inf
+    except OverflowError:  # backoff ** attempt beyond float range; a tiny delay may not be
+        exponent = math.log(config.delay) + (attempt - 1) * math.log(config.backoff)
+        base = math.inf if exponent > math.log(cap) else math.exp(exponent)
     base = min(base, cap)
     if config.jitter:
         base *= 1.0 + config.jitter * (2.0 * rand - 1.0)

@@ -40,6 +40,7 @@ from events import (
     RunCancelled,
     RunCreated,
     RunFailed,
+    RunResumed,
     RunStarted,
     RunSucceeded,
     StepCancelled,
@@ -59,16 +60,20 @@ from ._environment import merge_environment
 from ._executor import StepExecutor
 from ._log import get_logger
 from ._run_hooks import EMPTY, HookSet, fire
+from ._step_logs import RunLogs
 from .enums import ExecutionMode
 
 if TYPE_CHECKING:
     from ._compile import Invocation
     from ._engine import Engine
+    from ._lease import Lease
+    from ._resume import RunPast, StepPast
 
 log = get_logger("evenflow.run")
 
 PENDING, QUEUED, RUNNING, RETRYING, WAITING, COMPLETED, FAILED, SKIPPED, CANCELLED = range(9)
 _CLEANUP_DEADLINE = 30.0  # seconds on_failure/on_cleanup may take once the run is cancelled
+_CANCEL_POLL = 0.25  # seconds between looks for a run.cancel_requested from another process
 
 
 @dataclass(slots=True, eq=False)
@@ -115,6 +120,9 @@ class RunPlan:
     cache_policy: Any = None
     model: Any = None
     max_dynamic_steps: int | None = None
+    schedule_id: str | None = None  # set by the schedule service for the run of a tick
+    tick: float | None = None
+    enable_step_logs: bool | None = None
 
 
 @dataclass(slots=True)
@@ -140,6 +148,7 @@ class RunLoop:
         )
         self.ctx = RunContext(plan.run_id, plan.run_name, plan.pipeline, engine.home)
         self.ctx.model = plan.model
+        self.logs = RunLogs(engine.home, plan.run_id, plan.enable_step_logs)
         self.nodes: dict[str, _Node] = {}
         self.queue: deque[_Node] = deque()
         self.produced: dict[str, dict[str, ArtifactRef]] = {}
@@ -156,6 +165,11 @@ class RunLoop:
         self.body: tuple[Any, dict[str, Any]] | None = None  # dynamic: (function, parameters)
         self._batch: list[AnyEvent] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self.past: RunPast | None = None  # set when resuming: what the log says happened
+        self.lease: Lease | None = None  # taken by execute() unless the caller holds it
+        self.cancel_reason: str | None = None  # a cancel requested through the log
+        self._requeue: list[_Node] = []
+        self._restored_timers: list[tuple[_Node, float]] = []
         self._send: MemoryObjectSendStream[_Node]
         self._recv: MemoryObjectReceiveStream[_Node]
         self._send, self._recv = anyio.create_memory_object_stream[_Node](math.inf)
@@ -391,15 +405,16 @@ class RunLoop:
     ) -> tuple[dict[str, ArtifactRef] | None, BaseException | None]:
         inv = node.inv
         try:
-            if node.env:
-                async with self.engine.env_gate.apply(node.env):
+            with self.logs.capture(node.id, node.attempt, inv.step.options.enable_step_logs):
+                if node.env:
+                    async with self.engine.env_gate.apply(node.env):
+                        refs = await self.executor.run(
+                            inv.step, ctx, inv.inputs, inv.parameters, self.produced
+                        )
+                else:
                     refs = await self.executor.run(
                         inv.step, ctx, inv.inputs, inv.parameters, self.produced
                     )
-            else:
-                refs = await self.executor.run(
-                    inv.step, ctx, inv.inputs, inv.parameters, self.produced
-                )
         except Exception as exc:
             return None, exc
         return refs, None
@@ -430,7 +445,7 @@ class RunLoop:
             events, due = self._on_failure(node, error)
         else:
             events = self._on_cancelled(node)
-        await self._commit_and_launch(events)
+        await self._commit_and_launch([*self.logs.announce(node.id), *events])
         if due is not None:
             assert self._tg is not None
             self._tg.start_soon(self._retry_at, node, due, name=f"retry {node.id}")
@@ -479,10 +494,89 @@ class RunLoop:
             self.queue.appendleft(node)
         await self._commit_and_launch(events)
 
+    # -- resuming --------------------------------------------------------------------------
+
+    def _adopt(self, node: _Node, past: StepPast) -> None:
+        """Put a step in the state the log left it in (resuming a run)."""
+        state = past.state
+        if state == "completed":
+            self.produced[node.id] = past.refs
+            node.state = COMPLETED
+        elif state in ("failed", "skipped", "cancelled"):
+            node.state = {"failed": FAILED, "skipped": SKIPPED, "cancelled": CANCELLED}[state]
+            if state == "failed" and self.first_error is None:
+                from ._dynamic import failed_error
+
+                self.failed_step = node.id
+                detail = f"{past.error_type}: {past.error}" if past.error_type else past.error
+                self.first_error = failed_error(node.id, "failed", detail)
+        elif state == "retrying":
+            node.state, node.attempt = RETRYING, past.attempt
+            self._restored_timers.append((node, past.due_at))
+            return
+        else:  # ready, or started and lost with its process: run it (again)
+            node.attempt = past.attempt - 1 if state == "started" else past.attempt
+            self._requeue.append(node)
+            return
+        self.unfinished -= 1
+        if node.done is not None:
+            node.done.set()
+
+    def _restore(self) -> None:
+        """A static run being resumed: adopt every step's recorded state."""
+        assert self.past is not None
+        for node in self.nodes.values():
+            past = self.past.steps.get(node.id)
+            if past is not None and past.state != "pending":
+                self._adopt(node, past)
+        for node in self.nodes.values():
+            node.waiting = sum(1 for u in node.inv.upstream() if self.nodes[u].state != COMPLETED)
+
+    def _flush_restored(self) -> list[AnyEvent]:
+        """Queue the restored steps that must run again and restart the restored retry timers;
+        when a recorded failure stopped the run, settle them instead."""
+        events: list[AnyEvent] = []
+        requeue, self._requeue = self._requeue, []
+        for node in requeue:
+            node.state = QUEUED
+            self.queue.append(node)
+        if (
+            self.first_error is not None
+            and self.plan.execution_mode is not ExecutionMode.CONTINUE_ON_FAILURE
+            and not self.stopping
+        ):
+            self._stop(f"run stopped after step {self.failed_step!r} failed", events)
+        if self.stopping:
+            for node, _ in self._restored_timers:
+                self._finish(node, CANCELLED)
+                events.append(StepCancelled(step=node.id))
+            self._restored_timers = []
+        if self._tg is not None:
+            timers, self._restored_timers = self._restored_timers, []
+            for node, due in timers:
+                self._tg.start_soon(self._retry_at, node, due, name=f"retry {node.id}")
+        return events
+
     # -- dynamic runs ----------------------------------------------------------------------
 
     def declare(self, inv: Invocation) -> None:
-        """A dynamic body declared a step: record it and start it as soon as it can."""
+        """A dynamic body declared a step: record it and start it as soon as it can.
+
+        When resuming, an invocation the log recorded is matched by id: it must be the same
+        step, and it picks up where the log left it (no second ``step.declared``).
+        """
+        recorded = self.past.declared.get(inv.id) if self.past is not None else None
+        if recorded is not None:
+            from ._resume import same_shape
+
+            why = same_shape(recorded, inv.spec())
+            if why is not None:
+                from .errors import RunResumeError
+
+                raise RunResumeError(
+                    f"cannot resume run {self.plan.run_name!r}: the pipeline body declared a "
+                    f"different step under a recorded id ({why})"
+                )
         ups = [self.nodes[u] for u in inv.upstream()]
         node = _Node(inv, sum(1 for u in ups if u.state != COMPLETED))
         node.retry = _retry.effective_retry(inv.step.options.retry, self.plan.retry)
@@ -491,9 +585,13 @@ class RunLoop:
         self.unfinished += 1
         for up in ups:
             up.dependents.append(node)
-        events: list[AnyEvent] = [StepDeclared(spec=inv.spec())]
+        events: list[AnyEvent] = [] if recorded is not None else [StepDeclared(spec=inv.spec())]
         broken = [u.id for u in ups if u.state in (FAILED, SKIPPED, CANCELLED)]
-        if self.stopping or broken:
+        past = self.past.steps.get(inv.id) if recorded is not None and self.past else None
+        if past is not None and past.state != "pending":
+            self._adopt(node, past)
+            events.extend(self._flush_restored())
+        elif self.stopping or broken:
             why = f"upstream step {broken[0]!r} did not succeed" if broken else "run stopping"
             self._skip(node, why, events)
         elif node.waiting == 0:
@@ -506,6 +604,8 @@ class RunLoop:
     def _submit(self, events: list[AnyEvent]) -> None:
         """Decide what can start, queue the append now (decision order), launch once committed."""
         launch = self._start_queued(events)
+        if not events:
+            return
         req = self.engine.store.submit(self.stream, events)
         assert self._tg is not None
         self._tg.start_soon(self._launch_when_committed, req, launch)
@@ -599,6 +699,8 @@ class RunLoop:
                 config=plan.config,
                 dynamic=plan.dynamic,
                 execution_mode=plan.execution_mode.value,
+                schedule_id=plan.schedule_id,
+                tick=plan.tick,
             ),
             RunStarted(owner=self.engine.owner_id, pid=os.getpid(), host=socket.gethostname()),
         ]
@@ -630,9 +732,27 @@ class RunLoop:
         return None
 
     async def _execute(self) -> RunOutcome:
+        from ._lease import Lease
+
         plan = self.plan
-        await self._append(self._created(), expected=0)
-        log.info("run_started", run_id=self.stream, pipeline=plan.pipeline, steps=len(self.nodes))
+        if self.lease is None:  # taken before run.created: a run without a live lease crashed
+            self.lease = Lease.acquire(self.engine.home.leases, self.stream, self.engine.owner_id)
+        try:
+            if self.past is None:
+                await self._append(self._created(), expected=0)
+            else:
+                resumed = RunResumed(
+                    owner=self.engine.owner_id, pid=os.getpid(), host=socket.gethostname()
+                )
+                await self._append([resumed])
+            log.info(
+                "run_started", run_id=self.stream, pipeline=plan.pipeline, steps=len(self.nodes)
+            )
+            return await self._drive()
+        finally:
+            self.lease.release()
+
+    async def _drive(self) -> RunOutcome:
         try:
             prepared = await self._prepare()
             if prepared is not None:
@@ -641,7 +761,14 @@ class RunLoop:
                 self._stop(f"the run failed before its steps: {prepared}", events)
                 await self._append(events)
             else:
-                await self._steps()
+                with anyio.CancelScope() as scope:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._watch, scope, name="lease and cancel requests")
+                        await self._steps()
+                        tg.cancel_scope.cancel()
+                if self.cancel_reason is not None:
+                    await self._record_cancel(self.cancel_reason)
+                    return RunOutcome("cancelled", message=self.cancel_reason)
         except anyio.get_cancelled_exc_class():
             await self._record_cancel("cancelled")
             raise
@@ -650,16 +777,41 @@ class RunLoop:
             raise
         return await self._finish_run()
 
+    async def _watch(self, run_scope: anyio.CancelScope) -> None:
+        """Keep the lease's heartbeat fresh; cancel the run when another process asks to,
+        through a ``run.cancel_requested`` in the log."""
+        from ._lease import HEARTBEAT_EVERY
+
+        lease = self.lease
+        assert lease is not None
+        while True:
+            await anyio.sleep(_CANCEL_POLL)
+            if time.time() - lease.last_beat >= HEARTBEAT_EVERY:
+                lease.beat()
+            who = await self.engine.store.run_read(_cancel_requested, self.stream)
+            if who is not None:
+                self.cancel_reason = f"cancelled on request ({who})" if who else "cancelled"
+                log.info("run_cancel_requested", run_id=self.stream, by=who)
+                run_scope.cancel()
+                return
+
     async def _steps(self) -> None:
         events: list[AnyEvent] = []
+        if self.past is not None and not self.plan.dynamic:
+            self._restore()
         for node in self.nodes.values():
-            if node.waiting == 0:
+            if node.waiting == 0 and node.state == PENDING and node not in self._requeue:
                 self._queue(node, events)
+        events.extend(self._flush_restored())
         launch = self._start_queued(events)
         self._maybe_close()
-        await self._append(events)
+        if events:
+            await self._append(events)
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            for node, due in self._restored_timers:
+                tg.start_soon(self._retry_at, node, due, name=f"retry {node.id}")
+            self._restored_timers = []
             workers = self.plan.max_concurrency if self.plan.dynamic else len(self.nodes)
             for _ in range(min(self.plan.max_concurrency, workers)):
                 tg.start_soon(self._worker, self._recv.clone())
@@ -722,3 +874,17 @@ class RunLoop:
         with anyio.move_on_after(5, shield=True):
             await self.engine.store.append(self.stream, events)
         await self._pipeline_hooks("on_failure", anyio.get_cancelled_exc_class()(reason))
+
+
+def _cancel_requested(conn: Any, stream: str) -> str | None:
+    """Who asked to cancel ``stream`` through the log (``""`` if unknown), or None."""
+    from events import decode
+
+    row = conn.execute(
+        "SELECT payload FROM events WHERE type = 'run.cancel_requested' AND stream = ? LIMIT 1",
+        (stream,),
+    ).fetchone()
+    if row is None:
+        return None
+    event = decode(row[0])
+    return getattr(event, "requested_by", "") or ""

@@ -71,6 +71,7 @@ class StepRunView:
         self.attempt = view.attempt
         self.metadata = dict(view.metadata)
         self.spec = view.spec
+        self.logs_uri = view.logs_uri
         self.outputs: dict[str, list[ArtifactVersionView]] = {
             name: [ArtifactVersionView(home, ref) for ref in refs]
             for name, refs in view.outputs.items()
@@ -86,6 +87,14 @@ class StepRunView:
             )
         (versions,) = self.outputs.values()
         return versions[0]
+
+    def logs(self) -> str:
+        """What the step printed and logged, every attempt ("" if it wrote nothing, or ran
+        with ``enable_step_logs=False``). Read now: a running step's log so far."""
+        from ._step_logs import log_uri, read_log
+
+        uri = self.logs_uri or log_uri(self._view.run_id, self.invocation_id)
+        return read_log(self._home, uri).decode("utf-8", errors="replace")
 
     def __repr__(self) -> str:
         return f"<StepRun {self.invocation_id} {self.status.value}>"
@@ -155,6 +164,7 @@ class PipelineRunView:
         self.error = run.error
         self.failed_step = run.failed_step
         self.schedule_id = run.schedule_id
+        self.tick = _utc(run.tick)  # the schedule tick this run is for
         self.config = dict(run.config)
         self.metadata = dict(run.metadata)
         self._steps = steps

@@ -9,16 +9,18 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import projections
 from events import Recorded as _Recorded
 from events import decode
 
+from ._crash import mark_crashed, unowned_runs
 from ._home import Home
+from ._schedule_views import ScheduleView
 from ._views import (
     ArtifactVersionView,
     PipelineRunView,
@@ -29,6 +31,11 @@ from ._views import (
 )
 from .enums import ExecutionStatus
 from .errors import ArtifactError, RunNotFoundError
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+T = TypeVar("T")
 
 _SORT = {
     "created": "created",
@@ -53,30 +60,42 @@ class PipelineInfo:
         return self.runs[0]
 
 
-def _catch_up(home: Home) -> None:
-    """Bring the persisted projections up to the log (another tool may have appended only
-    events). Runs the engine once in a helper thread so it also works inside an event loop."""
+def _with_engine(home: Home, fn: Callable[[Engine], Awaitable[T]]) -> T:
+    """Open the home's engine (which also brings the persisted projections up to the log) and
+    run ``fn`` with it, in a helper thread so it also works inside an event loop."""
     import anyio
 
     from ._engine import Engine
 
-    async def _open() -> None:
-        async with Engine.open(home.root):
-            pass
+    async def _open() -> T:
+        async with Engine.open(home.root) as engine:
+            return await fn(engine)
 
+    results: list[T] = []
     errors: list[BaseException] = []
 
     def _target() -> None:
         try:
-            anyio.run(_open, backend="asyncio")
+            results.append(anyio.run(_open, backend="asyncio"))
         except BaseException as exc:  # re-raised in the caller's thread below
             errors.append(exc)
 
-    thread = threading.Thread(target=_target, name="evenflow-catch-up")
+    thread = threading.Thread(target=_target, name="evenflow-engine")
     thread.start()
     thread.join()
     if errors:
         raise errors[0]
+    return results[0]
+
+
+async def _nothing(engine: Engine) -> None:
+    return None
+
+
+def _catch_up(home: Home) -> None:
+    """Bring the persisted projections up to the log (another tool may have appended only
+    events)."""
+    _with_engine(home, _nothing)
 
 
 class Client:
@@ -97,7 +116,10 @@ class Client:
                 behind = projections.checkpoint(conn) < _last_seq(conn)
             except sqlite3.OperationalError:
                 behind = True
-        if behind:
+            crashed = unowned_runs(self.home, conn)
+        if crashed:  # runs whose owner died: record it (once) before answering
+            _with_engine(self.home, lambda engine: mark_crashed(engine, crashed))
+        elif behind:
             _catch_up(self.home)
         return True
 
@@ -188,6 +210,35 @@ class Client:
         if state is None:
             raise RunNotFoundError(f"run {run_id!r} has no events at or before seq {at_seq}")
         return view_from_state(self.home, state)
+
+    # -- recovery --------------------------------------------------------------------------
+
+    def resume_run(self, name_id_or_prefix: str) -> PipelineRunView:
+        """Resume a run whose process died: finished steps are reused from the log, steps that
+        started but never finished run again (at-least-once), pending retries keep their due
+        time, and the run completes in the same stream. Returns the finished run's view.
+
+        Raises:
+            RunResumeError: the run already ended, is still running under a live process's
+                lease, or its code no longer declares the steps the log recorded.
+        """
+        from ._resume import resume
+
+        run_id = self.get_pipeline_run(name_id_or_prefix).id
+        return _with_engine(self.home, lambda engine: resume(engine, run_id))
+
+    def cancel_run(self, name_id_or_prefix: str) -> str:
+        """Cancel a run that has not finished, whichever process runs it: its owner sees the
+        request in the log and cancels within a second (``"requested"``); a run nobody owns
+        any more is cancelled at once (``"cancelled"``).
+
+        Raises:
+            RunResumeError: the run already ended.
+        """
+        from ._crash import cancel
+
+        run_id = self.get_pipeline_run(name_id_or_prefix).id
+        return _with_engine(self.home, lambda engine: cancel(engine, run_id))
 
     # -- the log ---------------------------------------------------------------------------
 
@@ -285,6 +336,26 @@ class Client:
             raise ArtifactError(f"no artifact named {name!r} ({which}) in {self.home.db}")
         return ArtifactVersionView(self.home, found.ref, found.version)
 
+    # -- retention -------------------------------------------------------------------------
+
+    def delete_pipeline_run(self, name_id_or_prefix: str, *, reason: str = "") -> Any:
+        """Delete a finished run, and the artifacts no kept run or model version uses.
+
+        Appends one audited ``runs.deleted`` event (the run's own events stay in the log);
+        the run then disappears from every view. Returns a ``DeletionReport`` (``.runs``,
+        ``.artifacts``, ``.kept``, ``.uris``, ``.bytes_freed``, ``.seq``).
+        See ``docs/adr/0004-retention.md``.
+
+        Raises:
+            RunNotFoundError: nothing matches ``name_id_or_prefix``.
+            RetentionError: the run has not finished.
+        """
+        from ._retention import delete_runs, in_engine
+
+        run_id = self.get_pipeline_run(name_id_or_prefix).id
+        why = reason or "Client().delete_pipeline_run"
+        return in_engine(self.home, lambda engine: delete_runs(engine, [run_id], reason=why))
+
     # -- secrets ---------------------------------------------------------------------------
 
     def create_secret(self, name: str, values: dict[str, str], *, overwrite: bool = False) -> None:
@@ -325,6 +396,74 @@ class Client:
         from ._secrets import SecretStore
 
         SecretStore(self.home.secrets).delete(name)
+
+    # -- schedules -------------------------------------------------------------------------
+
+    def list_schedules(
+        self, pipeline: str | None = None, *, include_deleted: bool = False
+    ) -> list[ScheduleView]:
+        """Schedules, oldest first, with their status and next fire time as of now (deleted
+        ones only with ``include_deleted``)."""
+        import time
+
+        from ._schedule_views import views_from
+
+        handle = self._conn()
+        if handle is None:
+            return []
+        with handle as conn:
+            return views_from(conn, time.time(), pipeline=pipeline, include_deleted=include_deleted)
+
+    def get_schedule(self, name_id_or_prefix: str) -> ScheduleView:
+        """A live schedule by name, id or unique id prefix (8+ characters).
+
+        Raises:
+            ScheduleNotFoundError: nothing matches, or the prefix matches several schedules.
+        """
+        import time
+
+        from ._schedule_views import find_state, last_run_status, read_states, view_of
+        from .errors import ScheduleNotFoundError
+
+        handle = self._conn()
+        if handle is None:
+            raise ScheduleNotFoundError(
+                f"no schedule {name_id_or_prefix!r}: {self.home.db} does not exist"
+            )
+        with handle as conn:
+            state = find_state(read_states(conn), name_id_or_prefix, self.home.db)
+            return view_of(state, time.time(), last_run_status(conn, state.last_run_id))
+
+    def pause_schedule(self, name_id_or_prefix: str) -> ScheduleView:
+        """Pause a schedule: no tick fires until it is resumed (a no-op if paused).
+
+        Raises:
+            ScheduleNotFoundError: no live schedule matches.
+        """
+        from ._schedules import change_sync
+
+        return change_sync(self.home, name_id_or_prefix, "pause")
+
+    def resume_schedule(self, name_id_or_prefix: str) -> ScheduleView:
+        """Resume a paused schedule (a no-op if it is not paused). Ticks missed while it was
+        paused follow its ``catchup``.
+
+        Raises:
+            ScheduleNotFoundError: no live schedule matches.
+        """
+        from ._schedules import change_sync
+
+        return change_sync(self.home, name_id_or_prefix, "resume")
+
+    def delete_schedule(self, name_id_or_prefix: str) -> None:
+        """Delete a schedule: it never fires again (its runs and its events stay).
+
+        Raises:
+            ScheduleNotFoundError: no live schedule matches.
+        """
+        from ._schedules import change_sync
+
+        change_sync(self.home, name_id_or_prefix, "delete")
 
 
 def _model_version(home: Home, name: str, version: str | int | None) -> Any:

@@ -13,7 +13,11 @@
     +-- ArtifactError                                      an artifact cannot be stored or loaded
     +-- PipelineRunFailedError                             a run ended failed (``.run`` is its view)
     +-- RunNotFoundError                                   no run matches an id, prefix or name
+    +-- RunResumeError                                     a run that cannot be resumed or cancelled
     +-- SecretError                                        a missing or invalid secret
+    +-- ScheduleError                                      a schedule that cannot be registered
+        +-- ScheduleNotFoundError                          no schedule matches a name or id
+    +-- RetentionError                                     a run that cannot be deleted yet
 
 Messages name the pipeline, step, parameter or file concerned.
 """
@@ -65,8 +69,25 @@ class RunNotFoundError(EngineError, LookupError):
     """No run matches the given id, id prefix or name (or the prefix is ambiguous)."""
 
 
+class RunResumeError(EngineError):
+    """A run cannot be resumed (it is finished, or alive under another process's lease, or its
+    code no longer declares the steps the log recorded) or cancelled."""
+
+
 class SecretError(EngineError):
     """A secret is missing or malformed."""
+
+
+class RetentionError(EngineError):
+    """A run cannot be deleted: it has not finished (only finished runs are deleted)."""
+
+
+class ScheduleError(EngineError):
+    """A schedule cannot be registered, changed or fired (its pipeline cannot be imported)."""
+
+
+class ScheduleNotFoundError(ScheduleError, LookupError):
+    """No live schedule matches the given name, id or id prefix (or the prefix is ambiguous)."""
 
 
 class PipelineRunFailedError(EngineError):
@@ -88,6 +109,10 @@ __all__ = [
     "PipelineDefinitionError",
     "PipelineRunFailedError",
     "RunNotFoundError",
+    "ScheduleError",
+    "ScheduleNotFoundError",
+    "RetentionError",
+    "RunResumeError",
     "SecretError",
     "StepFailedError",
     "StepOutputError",

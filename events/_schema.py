@@ -7,7 +7,9 @@ evenflow database of a schema version we know is ever opened for writing. Anythi
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from ._errors import StoreCorruptedError, StoreError
@@ -39,6 +41,28 @@ _MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
 
 
+_OPEN_HERE: dict[str, int] = {}
+"""Databases this process has a store open on (resolved path -> how many stores).
+
+POSIX record locks belong to the process: closing *any* descriptor of the database file drops
+every lock this process holds on it, including a live store's WAL locks (another process may then
+checkpoint and delete the WAL under it). So a database open here is never opened again outside
+SQLite: :func:`inspect` trusts it instead of reading its header. Process-wide by nature."""
+
+
+@contextlib.contextmanager
+def held_open(path: Path) -> Iterator[None]:
+    """Mark ``path`` as open in this process for the ``with`` block (see ``_OPEN_HERE``)."""
+    key = str(path.resolve())
+    _OPEN_HERE[key] = _OPEN_HERE.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        _OPEN_HERE[key] -= 1
+        if not _OPEN_HERE[key]:
+            del _OPEN_HERE[key]
+
+
 def inspect(path: Path) -> bool:
     """Check, read-only, that ``path`` may be opened as an evenflow store.
 
@@ -56,6 +80,8 @@ def inspect(path: Path) -> bool:
         raise StoreError(f"{path} is a directory, not an evenflow database")
     if size == 0:
         return True
+    if str(path.resolve()) in _OPEN_HERE:
+        return False  # checked when it was opened; reading its header here would drop locks
     try:
         with path.open("rb") as f:
             header = f.read(_HEADER_SIZE)

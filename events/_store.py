@@ -166,6 +166,20 @@ class EventStore:
         hooks = tuple(hooks)
         fresh = await anyio.to_thread.run_sync(_schema.inspect, path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        with _schema.held_open(path):
+            async with cls._open(path, durability, fresh, hooks, busy_deadline) as store:
+                yield store
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def _open(
+        cls,
+        path: Path,
+        durability: Durability,
+        fresh: bool,
+        hooks: tuple[TransactionHook, ...],
+        busy_deadline: float,
+    ) -> AsyncIterator[EventStore]:
         # check_same_thread=False: small batches may commit inline from the writer task (see
         # _commit); only the writer task ever uses this connection, one batch at a time.
         writer = aiosqlite.connect(path, isolation_level=None, check_same_thread=False)

@@ -161,6 +161,8 @@ class RunCrashed(_Base, frozen=True, tag="run.crashed"):
 
 class RunResumed(_Base, frozen=True, tag="run.resumed"):
     owner: str = ""
+    pid: int = 0
+    host: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,6 +289,8 @@ class ScheduleCreated(_Base, frozen=True, tag="schedule.created"):
     timezone: str = ""
     parameters: dict[str, Any] = {}
     config: dict[str, Any] = {}
+    code: str = ""  # how to import the pipeline again (``module:qualname`` or a file path)
+    created_at: float | None = None  # the registering clock's time (the interval anchor)
 
 
 class ScheduleTriggered(_Base, frozen=True, tag="schedule.triggered"):
@@ -339,9 +343,22 @@ class ModelArtifactLinked(_Base, frozen=True, tag="model.artifact_linked"):
 
 
 class RunsDeleted(_Base, frozen=True, tag="runs.deleted"):
+    """Finished runs were deleted (see ``docs/adr/0004-retention.md``). The runs' own events stay
+    in the log; the projections drop the runs, their step runs and cache entries, and the
+    artifact rows listed in ``artifacts``.
+
+    ``artifacts``: the ids of the artifact versions removed (those no kept run or model version
+    references); ``uris``: the content files removed with them (no remaining artifact shares
+    their content); ``bytes_freed``: their size on disk when the deletion was decided;
+    ``reason``: why (the command or the caller's words); ``actor``: who (``user@host pid N``).
+    """
+
     run_ids: list[str]
     artifacts: list[str] = []
     reason: str = ""
+    uris: list[str] = []
+    bytes_freed: int = 0
+    actor: str = ""
 
 
 class UnknownEvent(msgspec.Struct, frozen=True):

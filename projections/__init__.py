@@ -21,7 +21,15 @@ from ._queries import get_run_state as get_run_state
 from ._queries import get_steps as get_steps
 from ._queries import list_artifact_versions as list_artifact_versions
 from ._queries import list_runs as list_runs
+from ._retention import artifacts_of_runs as artifacts_of_runs
+from ._retention import artifacts_with_content as artifacts_with_content
+from ._retention import runs_created_before as runs_created_before
 from ._run_reducer import evolve_run as evolve_run
+from ._schedules import SCHEDULE_STREAM_PREFIX as SCHEDULE_STREAM_PREFIX
+from ._schedules import ScheduleState as ScheduleState
+from ._schedules import evolve_schedule as evolve_schedule
+from ._schedules import fold_schedules as fold_schedules
+from ._schedules import schedule_stream as schedule_stream
 from ._status import ExecutionStatus as ExecutionStatus
 from ._step_reducer import evolve_step as evolve_step
 from ._step_reducer import step_of as step_of
@@ -54,4 +62,12 @@ __all__ = [
     "CacheEntry",
     "cache_entries",
     "cache_entries_of_pipeline",
+    "ScheduleState",
+    "evolve_schedule",
+    "fold_schedules",
+    "schedule_stream",
+    "SCHEDULE_STREAM_PREFIX",
+    "runs_created_before",
+    "artifacts_of_runs",
+    "artifacts_with_content",
 ]

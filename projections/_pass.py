@@ -15,12 +15,13 @@ from events import (
     ArtifactStored,
     Recorded,
     RunCreated,
+    RunsDeleted,
     StepSpec,
     StepSucceeded,
     UnknownEvent,
 )
 
-from . import _tables
+from . import _deletion, _tables
 from ._cache import Cache, Creation, StepKey
 from ._run_reducer import evolve_run
 from ._specs import Specs, specs_of
@@ -151,6 +152,8 @@ class Pass:
             before = self._load_run(stream)
         run = evolve_run(before, rec)
         if run is None:
+            if type(event) is RunsDeleted:
+                self._runs_deleted(event)
             return  # not a run's stream (schedules, models...), or a run not created yet
         if run is not before:
             if before is None:
@@ -201,6 +204,14 @@ class Pass:
                     _outputs_encoder.encode(outputs),
                 )
             )
+
+    def _runs_deleted(self, event: RunsDeleted) -> None:
+        """Deleted runs leave the tables. The rows folded so far are written out first, so the
+        deletion sees them however the log was batched (see ``_deletion``)."""
+        self.flush()
+        _deletion.delete_rows(self.conn, event)
+        _deletion.forget(self.cache, event)
+        self.missing_runs.update(event.run_ids)
 
     def _unique_name(self, run: RunView) -> RunView:
         """The run, renamed ``<name>_2``, ``<name>_3``... if another run holds its name."""

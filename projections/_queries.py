@@ -138,7 +138,8 @@ def get_run_state(conn: sqlite3.Connection, run_id: str) -> RunState | None:
     return None if run is None else RunState(run, load_steps(conn, run))
 
 
-def _artifact(row: tuple[Any, ...]) -> ArtifactView:
+def artifact_view(row: tuple[Any, ...]) -> ArtifactView:
+    """The view of an ``artifacts`` row (selected as ``_tables.ARTIFACT_COLUMNS``)."""
     aid, name, version, run_id, step_id, content_hash, uri, materializer, type_name, size, at = row
     ref = ArtifactRef(
         id=aid,
@@ -171,7 +172,7 @@ def list_artifact_versions(conn: sqlite3.Connection, name: str) -> list[Artifact
         f"SELECT {_tables.ARTIFACT_COLUMNS} FROM artifacts WHERE name = ? ORDER BY version",
         (name,),
     )
-    return [_artifact(row) for row in rows]
+    return [artifact_view(row) for row in rows]
 
 
 def get_artifact_version(
@@ -183,7 +184,7 @@ def get_artifact_version(
         row = conn.execute(sql + " ORDER BY version DESC LIMIT 1", (name,)).fetchone()
     else:
         row = conn.execute(sql + " AND version = ?", (name, version)).fetchone()
-    return None if row is None else _artifact(row)
+    return None if row is None else artifact_view(row)
 
 
 def checkpoint(conn: sqlite3.Connection) -> int:

@@ -17,8 +17,8 @@ ENGINE = {
     "ArtifactVersionView", "BaseMaterializer", "BaseStep", "CachePolicy", "Client",
     "DockerSettings", "Engine", "EngineError", "ExecutionMode", "ExecutionStatus", "Model",
     "Pipeline", "PipelineRun", "PipelineRunConfiguration", "PipelineRunFailedError",
-    "PipelineRunView", "ResourceSettings", "RunEvent", "Schedule", "StepFailedError",
-    "StepHandle", "StepRetryConfig", "StepRunView", "get_pipeline_context",
+    "PipelineRunView", "ResourceSettings", "RunEvent", "Schedule", "ScheduleView",
+    "StepFailedError", "StepHandle", "StepRetryConfig", "StepRunView", "get_pipeline_context",
     "get_step_context", "log_metadata", "pipeline", "step", "unmapped",
 }  # fmt: skip
 

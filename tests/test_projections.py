@@ -634,8 +634,11 @@ def test_exported_names() -> None:
         "evolve_step", "step_of", "fold_run", "Projector", "rebuild", "get_run", "find_runs",
         "list_runs", "get_steps", "get_run_state", "list_artifact_versions",
         "get_artifact_version", "checkpoint", "MIN_PREFIX", "CacheEntry", "cache_entries",
-        "cache_entries_of_pipeline",
+        "cache_entries_of_pipeline", "ScheduleState", "evolve_schedule", "fold_schedules",
+        "schedule_stream", "SCHEDULE_STREAM_PREFIX", "runs_created_before",
+        "artifacts_of_runs", "artifacts_with_content",
     }  # fmt: skip
     for name in projections.__all__:
         obj = getattr(projections, name)
-        assert name == "MIN_PREFIX" or obj.__module__.startswith("projections.")
+        constant = name in ("MIN_PREFIX", "SCHEDULE_STREAM_PREFIX")
+        assert constant or obj.__module__.startswith("projections.")

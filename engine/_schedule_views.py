@@ -1,0 +1,200 @@
+"""What users see of a schedule (:class:`ScheduleView`), and reading schedules from a home.
+
+A schedule's state is folded from its own stream (``projections.fold_schedules``); the view adds
+what depends on the time it is looked at: its status and when it fires next. Its last run's
+status comes from the runs projection.
+
+Statuses: ``active`` (will fire), ``paused``, ``finished`` (no tick left: its end time has
+passed, or its run-once tick has fired) and ``deleted``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import projections
+from events import Recorded, decode
+
+from ._cron import TickSpec, upcoming
+from .enums import ExecutionStatus
+from .errors import ScheduleNotFoundError
+
+_PREFIX = "schedule."
+_SELECT = (
+    "SELECT seq, stream, version, type, recorded_at, payload, hash FROM events "
+    "WHERE type >= ? AND type < ? ORDER BY seq"
+)
+
+
+def _utc(ts: float | None) -> dt.datetime | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleView:
+    """A registered schedule (``Client().get_schedule(name)``). Datetimes are aware UTC.
+
+    Attributes:
+        id: the schedule's id (its events are on stream ``schedule:<id>``).
+        name: its unique name.
+        pipeline_name: the pipeline it runs.
+        code: how the pipeline is imported when a tick fires (``module:name`` or a file path).
+        cron_expression, interval_second, run_once_start_time: what kind of schedule it is.
+        start_time, end_time: the window its ticks fall in.
+        catchup: whether every missed tick runs after a downtime (else only the newest).
+        timezone: the zone cron is evaluated in ("" = the serving machine's local zone).
+        parameters, config: what each run gets (parameters and run configuration).
+        created: when it was registered.
+        status: ``active``, ``paused``, ``finished`` or ``deleted``.
+        next_fire_time: when it fires next (in the past when overdue: the next ``serve`` fires
+            it at once); None unless active.
+        last_tick: the newest tick fired; last_run_id and last_run_status: its run.
+        fired: how many ticks have fired.
+    """
+
+    id: str
+    name: str
+    pipeline_name: str
+    code: str
+    cron_expression: str | None
+    interval_second: float | None
+    run_once_start_time: dt.datetime | None
+    start_time: dt.datetime | None
+    end_time: dt.datetime | None
+    catchup: bool
+    timezone: str
+    parameters: Mapping[str, Any]
+    config: Mapping[str, Any]
+    created: dt.datetime
+    status: str
+    next_fire_time: dt.datetime | None
+    last_tick: dt.datetime | None
+    last_run_id: str | None
+    last_run_status: ExecutionStatus | None
+    fired: int
+
+    @property
+    def active(self) -> bool:
+        """Whether the schedule will fire (ZenML's ``active``)."""
+        return self.status == "active"
+
+    @property
+    def expression(self) -> str:
+        """A short description: the cron expression, ``every 30s`` or ``once at <time>``."""
+        if self.cron_expression is not None:
+            return self.cron_expression
+        if self.interval_second is not None:
+            return f"every {self.interval_second:g}s"
+        assert self.run_once_start_time is not None
+        return f"once at {self.run_once_start_time.isoformat()}"
+
+
+def schedule_status(state: projections.ScheduleState, now: float) -> tuple[str, float | None]:
+    """``(status, next fire time)`` of a schedule at ``now``."""
+    if state.deleted:
+        return "deleted", None
+    if state.paused:
+        return "paused", None
+    when = upcoming(TickSpec.of(state), state.last_tick, now)
+    return ("finished", None) if when is None else ("active", when)
+
+
+def view_of(
+    state: projections.ScheduleState, now: float, last_run_status: str | None = None
+) -> ScheduleView:
+    """The view of a folded schedule at time ``now``."""
+    status, when = schedule_status(state, now)
+    return ScheduleView(
+        id=state.id,
+        name=state.name,
+        pipeline_name=state.pipeline,
+        code=state.code,
+        cron_expression=state.cron_expression,
+        interval_second=state.interval_second,
+        run_once_start_time=_utc(state.run_once_start_time),
+        start_time=_utc(state.start_time),
+        end_time=_utc(state.end_time),
+        catchup=state.catchup,
+        timezone=state.timezone,
+        parameters=dict(state.parameters),
+        config=dict(state.config),
+        created=_utc(state.created_at) or dt.datetime.fromtimestamp(0, dt.UTC),
+        status=status,
+        next_fire_time=_utc(when),
+        last_tick=_utc(state.last_tick),
+        last_run_id=state.last_run_id,
+        last_run_status=None if last_run_status is None else ExecutionStatus(last_run_status),
+        fired=state.fired,
+    )
+
+
+def read_states(conn: sqlite3.Connection) -> dict[str, projections.ScheduleState]:
+    """Every schedule of the database, folded from its ``schedule.*`` events."""
+    rows = conn.execute(_SELECT, (_PREFIX, _PREFIX + "\U0010ffff")).fetchall()
+    records = (Recorded(r[0], r[1], r[2], r[3], r[4], decode(r[5]), r[6]) for r in rows)
+    return projections.fold_schedules(records)
+
+
+def find_state(
+    states: Mapping[str, projections.ScheduleState], ref: str, where: object = "this home"
+) -> projections.ScheduleState:
+    """The live (not deleted) schedule whose id, name or id prefix (8+ characters) is ``ref``.
+
+    Raises:
+        ScheduleNotFoundError: nothing matches, or a prefix matches several schedules.
+    """
+    live = [s for s in states.values() if not s.deleted]
+    exact = [s for s in live if ref in (s.id, s.name)]
+    if len(exact) == 1:
+        return exact[0]
+    matches = exact or (
+        [s for s in live if s.id.startswith(ref)] if len(ref) >= projections.MIN_PREFIX else []
+    )
+    if not matches:
+        known = ", ".join(sorted(s.name for s in live)) or "none"
+        raise ScheduleNotFoundError(
+            f"no schedule named {ref!r} (or with that id) in {where}; schedules: {known}"
+        )
+    if len(matches) > 1:
+        ids = ", ".join(s.id for s in matches[:5])
+        raise ScheduleNotFoundError(f"{ref!r} matches {len(matches)} schedules ({ids})")
+    return matches[0]
+
+
+def last_run_status(conn: sqlite3.Connection, run_id: str | None) -> str | None:
+    """The status of a schedule's last run (None when it has none, or it has not started)."""
+    if run_id is None:
+        return None
+    run = projections.get_run(conn, run_id)
+    return None if run is None else str(run.status.value)
+
+
+def views_from(
+    conn: sqlite3.Connection,
+    now: float,
+    *,
+    pipeline: str | None = None,
+    include_deleted: bool = False,
+) -> list[ScheduleView]:
+    """Schedules of the database as views, oldest first."""
+    states = sorted(read_states(conn).values(), key=lambda s: (s.created_at, s.name))
+    return [
+        view_of(state, now, last_run_status(conn, state.last_run_id))
+        for state in states
+        if (include_deleted or not state.deleted) and (pipeline in (None, state.pipeline))
+    ]
+
+
+__all__ = [
+    "ScheduleView",
+    "find_state",
+    "last_run_status",
+    "read_states",
+    "schedule_status",
+    "view_of",
+    "views_from",
+]

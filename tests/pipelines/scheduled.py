@@ -1,0 +1,20 @@
+"""Pipelines the schedule tests register (imported again by the schedule service)."""
+
+from __future__ import annotations
+
+from engine import pipeline, step
+
+
+@step
+def greet(name: str) -> str:
+    return f"hello {name}"
+
+
+@pipeline
+def nightly(name: str = "night") -> None:
+    greet(name=name)
+
+
+@pipeline
+def needs_name(name: str) -> None:
+    greet(name=name)
