@@ -108,13 +108,14 @@ def runs_delete(
 
     with _errors(ctx):
         from ._home import Home
-        from ._retention import delete_runs, in_engine
+        from ._retention import delete_runs
+        from ._sync import with_engine
 
         ids = list(dict.fromkeys(_find_run(ref).id for ref in runs))
         why = reason or "evenflow runs delete"
         home = Home.resolve()
         if not yes and not dry_run:
-            plan = in_engine(home, lambda e: delete_runs(e, ids, reason=why, dry_run=True))
+            plan = with_engine(home, lambda e: delete_runs(e, ids, reason=why, dry_run=True))
             for line in report_lines(plan):
                 print(line, flush=True)
             if not sys.stdin.isatty():
@@ -122,7 +123,7 @@ def runs_delete(
             if not typer.confirm("delete?", default=False):
                 print("nothing deleted", flush=True)
                 raise typer.Exit(1)
-        report = in_engine(home, lambda e: delete_runs(e, ids, reason=why, dry_run=dry_run))
+        report = with_engine(home, lambda e: delete_runs(e, ids, reason=why, dry_run=dry_run))
         _show(report, as_json)
 
 
@@ -149,10 +150,11 @@ def gc_command(
         if older_than < 0:
             raise CliError(f"--older-than must be >= 0 days, got {older_than:g}")
         from ._home import Home
-        from ._retention import collect_garbage, in_engine
+        from ._retention import collect_garbage
+        from ._sync import with_engine
 
         home = Home.resolve()
         if not home.db.exists():
             raise CliError(f"there is nothing to collect: {home.db} does not exist")
-        report = in_engine(home, lambda e: collect_garbage(e, older_than, dry_run=dry_run))
+        report = with_engine(home, lambda e: collect_garbage(e, older_than, dry_run=dry_run))
         _show(report, as_json)

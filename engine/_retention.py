@@ -22,9 +22,8 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
@@ -39,7 +38,6 @@ from .errors import ArtifactError
 if TYPE_CHECKING:
     from ._artifacts import ArtifactStore
     from ._engine import Engine
-    from ._home import Home
 
 T = TypeVar("T")
 
@@ -191,32 +189,3 @@ async def collect_garbage(
         dry_run=dry_run,
         seq=report.seq,
     )
-
-
-def in_engine(home: Home, work: Callable[[Engine], Awaitable[T]]) -> T:
-    """Open ``home``'s engine, run ``work(engine)`` and return its result, from sync code.
-
-    Runs in a helper thread with its own event loop, so it also works when the caller is inside
-    one (a notebook, an async app calling the sync ``Client``).
-    """
-    from ._engine import Engine
-
-    async def _main() -> T:
-        async with Engine.open(home.root) as engine:
-            return await work(engine)
-
-    results: list[T] = []
-    errors: list[BaseException] = []
-
-    def _target() -> None:
-        try:
-            results.append(anyio.run(_main, backend="asyncio"))
-        except BaseException as exc:  # re-raised in the caller's thread below
-            errors.append(exc)
-
-    thread = threading.Thread(target=_target, name="evenflow-retention")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return results[0]

@@ -16,12 +16,10 @@ registering the same name at the same instant may both succeed: then use the id)
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import sys
-import threading
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -40,6 +38,7 @@ from events import (
 from ._cron import zone_name
 from ._log import get_logger
 from ._schedule_views import ScheduleView, find_state, last_run_status, read_states, view_of
+from ._sync import run_sync
 from .errors import ScheduleError
 
 if TYPE_CHECKING:
@@ -223,33 +222,6 @@ async def change(engine: Engine, ref: str, action: Action) -> ScheduleView:
     raise ScheduleError(f"schedule {ref!r}: could not {action} it (too many concurrent changes)")
 
 
-def run_sync(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run ``fn()`` on a fresh event loop: here, or in a helper thread when this thread already
-    runs one (``p.run(schedule=...)`` and the Client work inside async apps too)."""
-    import anyio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return anyio.run(fn, backend="asyncio")
-    results: list[T] = []
-    errors: list[BaseException] = []
-    context = contextvars.copy_context()
-
-    def target() -> None:
-        try:
-            results.append(context.run(anyio.run, fn))
-        except BaseException as exc:  # re-raised in the caller's thread below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="evenflow-schedule")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return results[0]
-
-
 def register_sync(
     pipe: Pipeline, schedule: Any, args: tuple[Any, ...], params: Mapping[str, Any]
 ) -> ScheduleView | None:
@@ -292,5 +264,4 @@ __all__ = [
     "created_event",
     "register",
     "register_sync",
-    "run_sync",
 ]

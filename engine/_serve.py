@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -68,29 +67,14 @@ def load_pipeline(code: str) -> Pipeline:
     Raises:
         ScheduleError: it cannot be imported, or what it names is not a pipeline.
     """
-    from ._cli_load import import_file
-    from ._imports import import_object
-    from ._pipeline import Pipeline
+    from ._code import find_pipeline
 
-    where, _, qualname = code.rpartition(":")
     try:
-        if where.endswith(".py"):
-            obj: Any = import_file(Path(where))
-            for attr in qualname.split("."):
-                obj = getattr(obj, attr)
-        else:
-            obj, error = import_object(code)
-            if error is not None:
-                raise ScheduleError(f"cannot import pipeline {code!r}: {error}")
-    except ScheduleError:
-        raise
+        return find_pipeline(code)
     except Exception as exc:  # the user's module raised while importing: report it, go on
         raise ScheduleError(
             f"cannot import pipeline {code!r}: {type(exc).__name__}: {exc}"
         ) from exc
-    if not isinstance(obj, Pipeline):
-        raise ScheduleError(f"{code!r} is a {type(obj).__name__}, not a pipeline")
-    return obj
 
 
 def _missing_runs(conn: Any, run_ids: list[str]) -> list[str]:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +20,7 @@ from events import decode
 from ._crash import mark_crashed, unowned_runs
 from ._home import Home
 from ._schedule_views import ScheduleView
+from ._sync import with_engine
 from ._views import (
     ArtifactVersionView,
     PipelineRunView,
@@ -60,34 +60,6 @@ class PipelineInfo:
         return self.runs[0]
 
 
-def _with_engine(home: Home, fn: Callable[[Engine], Awaitable[T]]) -> T:
-    """Open the home's engine (which also brings the persisted projections up to the log) and
-    run ``fn`` with it, in a helper thread so it also works inside an event loop."""
-    import anyio
-
-    from ._engine import Engine
-
-    async def _open() -> T:
-        async with Engine.open(home.root) as engine:
-            return await fn(engine)
-
-    results: list[T] = []
-    errors: list[BaseException] = []
-
-    def _target() -> None:
-        try:
-            results.append(anyio.run(_open, backend="asyncio"))
-        except BaseException as exc:  # re-raised in the caller's thread below
-            errors.append(exc)
-
-    thread = threading.Thread(target=_target, name="evenflow-engine")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return results[0]
-
-
 async def _nothing(engine: Engine) -> None:
     return None
 
@@ -95,7 +67,7 @@ async def _nothing(engine: Engine) -> None:
 def _catch_up(home: Home) -> None:
     """Bring the persisted projections up to the log (another tool may have appended only
     events)."""
-    _with_engine(home, _nothing)
+    with_engine(home, _nothing)
 
 
 class Client:
@@ -118,7 +90,7 @@ class Client:
                 behind = True
             crashed = unowned_runs(self.home, conn)
         if crashed:  # runs whose owner died: record it (once) before answering
-            _with_engine(self.home, lambda engine: mark_crashed(engine, crashed))
+            with_engine(self.home, lambda engine: mark_crashed(engine, crashed))
         elif behind:
             _catch_up(self.home)
         return True
@@ -225,7 +197,7 @@ class Client:
         from ._resume import resume
 
         run_id = self.get_pipeline_run(name_id_or_prefix).id
-        return _with_engine(self.home, lambda engine: resume(engine, run_id))
+        return with_engine(self.home, lambda engine: resume(engine, run_id))
 
     def cancel_run(self, name_id_or_prefix: str) -> str:
         """Cancel a run that has not finished, whichever process runs it: its owner sees the
@@ -238,7 +210,7 @@ class Client:
         from ._crash import cancel
 
         run_id = self.get_pipeline_run(name_id_or_prefix).id
-        return _with_engine(self.home, lambda engine: cancel(engine, run_id))
+        return with_engine(self.home, lambda engine: cancel(engine, run_id))
 
     # -- the log ---------------------------------------------------------------------------
 
@@ -350,11 +322,11 @@ class Client:
             RunNotFoundError: nothing matches ``name_id_or_prefix``.
             RetentionError: the run has not finished.
         """
-        from ._retention import delete_runs, in_engine
+        from ._retention import delete_runs
 
         run_id = self.get_pipeline_run(name_id_or_prefix).id
         why = reason or "Client().delete_pipeline_run"
-        return in_engine(self.home, lambda engine: delete_runs(engine, [run_id], reason=why))
+        return with_engine(self.home, lambda engine: delete_runs(engine, [run_id], reason=why))
 
     # -- secrets ---------------------------------------------------------------------------
 
