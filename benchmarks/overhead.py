@@ -74,7 +74,11 @@ def quiet() -> None:
 
 
 def pipelines(sizes: Sizes) -> dict[str, Spec]:
-    """Every workload's pipeline, built fresh (step names are what the cache keys on)."""
+    """Every workload's pipeline, built fresh (step names are what the cache keys on).
+
+    Every no-op step gets distinct inputs (a chain adds one per step; a fan-out passes each step
+    its index), so with the default caching each one is a cache miss that really executes: a
+    step whose inputs equal an earlier step's would be a cache hit, which W4 measures."""
     from engine import pipeline, step
 
     n_chain, n_fan, nap = sizes.chain, sizes.fan, sizes.sleep_s
@@ -84,8 +88,8 @@ def pipelines(sizes: Sizes) -> dict[str, Spec]:
         return 1
 
     @step
-    async def a_noop(x: int) -> int:
-        return x
+    async def a_noop(x: int, i: int = 1) -> int:
+        return x + i
 
     @step
     async def a_join(xs: list[int]) -> int:
@@ -96,8 +100,8 @@ def pipelines(sizes: Sizes) -> dict[str, Spec]:
         return 1
 
     @step
-    def s_noop(x: int) -> int:
-        return x
+    def s_noop(x: int, i: int = 1) -> int:
+        return x + i
 
     @step
     def s_join(xs: list[int]) -> int:
@@ -126,7 +130,7 @@ def pipelines(sizes: Sizes) -> dict[str, Spec]:
         @pipeline(name=f"w2_{noop.name}")
         def w2() -> None:
             s = source()
-            join([noop(s) for _ in range(n_fan)])
+            join([noop(s, i=i) for i in range(n_fan)])
 
         return w2
 
@@ -141,10 +145,13 @@ def pipelines(sizes: Sizes) -> dict[str, Spec]:
     def w5() -> None:
         a_join(a_noop.map(range(n_fan)))
 
-    w1_async = Spec(chain(a_source, a_noop), n_chain, None)
+    def last(noop: str) -> str:  # the id of the chain's last step (``a_noop_999``)
+        return f"{noop}_{n_chain - 1}" if n_chain > 2 else noop
+
+    w1_async = Spec(chain(a_source, a_noop), n_chain, (last("a_noop"), n_chain))
     return {
         "W1_async": w1_async,
-        "W1_sync": Spec(chain(s_source, s_noop), n_chain, None),
+        "W1_sync": Spec(chain(s_source, s_noop), n_chain, (last("s_noop"), n_chain)),
         "W2_async": Spec(fan(a_source, a_noop, a_join), n_fan + 2, ("a_join", n_fan)),
         "W2_sync": Spec(fan(s_source, s_noop, s_join), n_fan + 2, ("s_join", n_fan)),
         "W3_sync": Spec(sleepers(s_sleep, s_join), W3_STEPS + 1, ("s_join", W3_STEPS)),
@@ -191,6 +198,8 @@ def check_run(name: str, spec: Spec, run: Any, *, cached: bool = False) -> None:
         raise SystemExit(f"{name}: expected {spec.steps} steps, got {len(run.steps)}")
     if cached and any(s.status is not ExecutionStatus.CACHED for s in run.steps.values()):
         raise SystemExit(f"{name}: expected every step cached")
+    if not cached and any(s.status is ExecutionStatus.CACHED for s in run.steps.values()):
+        raise SystemExit(f"{name}: expected every step to execute, some were cache hits")
     if spec.check is not None:
         join, expected = spec.check
         value = run.steps[join].output.load()

@@ -6,6 +6,11 @@ progress. The hash is BLAKE2b over a header naming the materializer and the valu
 the bytes (or, for a directory, each relative path and file in sorted order). The header keeps
 ``"a"`` and ``b"a"`` apart, so equal bytes of different types never share a cache key.
 
+Small values are not files: content of at most :data:`INLINE_MAX` bytes (from a built-in or other
+bytes-protocol materializer) travels inside its reference as an RFC 2397 ``data:`` URI, so the
+event log itself holds it. A no-op step's ``int`` then costs no file creation, no thread hop
+and no later ``open`` to load it; the content hash is the same as if it had been written.
+
 Invariants the concurrency relies on:
 
 * A file or directory at ``<h[:2]>/<h>`` is complete: it is written under ``.tmp`` and moved
@@ -20,6 +25,7 @@ Invariants the concurrency relies on:
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import threading
@@ -41,6 +47,9 @@ __all__ = ["ArtifactStore", "check_output_type"]
 
 
 _CACHE_ITEM = 64 * 1024
+INLINE_MAX = 512
+"""Largest content (bytes) kept inline in its reference instead of a file."""
+DATA_URI = "data:;base64,"
 _CACHE_BYTES = 32 * 1024 * 1024
 
 
@@ -67,6 +76,7 @@ class ArtifactStore:
         fsync: flush each new file (and its directory) to disk before it is moved into place;
             pair it with the event log's ``durability="full"``.
         new_id: factory of artifact ids (a uuid4 hex by default).
+        inline_max: content up to this many bytes stays inline in its reference (0: never).
     """
 
     def __init__(
@@ -76,11 +86,13 @@ class ArtifactStore:
         materializers: Iterable[type[BaseMaterializer]] = (),
         fsync: bool = False,
         new_id: Callable[[], str] = _new_id,
+        inline_max: int = INLINE_MAX,
     ) -> None:
         self.root = Path(root)
         self._root = os.fspath(self.root)
         self._tmp = os.path.join(self._root, ".tmp")
         self._fsync = fsync
+        self._inline_max = inline_max
         self._new_id = new_id
         self._files = LocalFiles()
         self._known: set[str] = set()
@@ -148,19 +160,24 @@ class ArtifactStore:
         if plan.codec is not None:
             data, plan = self._to_bytes(plan, value, name)
             digest = self._digest(plan, data)
-            if digest not in self._known:
-                if not write:
-                    return None
-                self._write_file(digest, data, name)
             size = len(data)
-            self._remember(digest, data)
+            if size <= self._inline_max and self._inline_max:  # 0: never, not even b""
+                uri = DATA_URI + base64.b64encode(data).decode("ascii")
+            else:
+                if digest not in self._known:
+                    if not write:
+                        return None
+                    self._write_file(digest, data, name)
+                self._remember(digest, data)
+                uri = f"{digest[:2]}/{digest}"
         else:
             digest, size = self._save_dir(plan, value, name, keep=True)
+            uri = f"{digest[:2]}/{digest}"
         return ArtifactRef(
             id=self._new_id(),
             name=name,
             content_hash=digest,
-            uri=f"{digest[:2]}/{digest}",
+            uri=uri,
             materializer=plan.materializer_path,
             type_name=plan.type_name,
             size=size,
@@ -290,6 +307,8 @@ class ArtifactStore:
 
     def path_of(self, ref: ArtifactRef) -> Path:
         """The file or directory holding ``ref``'s content."""
+        if ref.uri.startswith(DATA_URI):
+            raise ArtifactError(f"artifact {ref.name!r} (id {ref.id}) is inline: it has no file")
         parts = ref.uri.split("/")
         if os.path.isabs(ref.uri) or ".." in parts or "\\" in ref.uri:
             raise ArtifactError(
@@ -299,7 +318,7 @@ class ArtifactStore:
 
     def exists(self, ref: ArtifactRef) -> bool:
         """Whether ``ref``'s content is on disk (a cache entry whose files are gone is a miss)."""
-        if os.path.exists(self.path_of(ref)):
+        if ref.uri.startswith(DATA_URI) or os.path.exists(self.path_of(ref)):
             return True
         self._forget(ref.content_hash)
         return False
@@ -318,6 +337,15 @@ class ArtifactStore:
         # this store, and not found missing since): the hot path of a step loading its input.
         digest = ref.content_hash
         data = self._recent.get(digest)
+        if ref.uri.startswith(DATA_URI):
+            try:
+                data = base64.b64decode(ref.uri[len(DATA_URI) :], validate=True)
+                codec = cast(BytesCodec, materializer("", self._files))
+                return codec._from_bytes(data, data_type)
+            except Exception as exc:
+                raise ArtifactError(
+                    f"{label} cannot be loaded by {ref.materializer}: {exc}"
+                ) from exc
         if (
             data is not None
             and digest in self._known

@@ -100,9 +100,26 @@ class RunCache:
         self.pipeline_enable = pipeline_enable
         self.policy = policy
         self.owned: set[str] = set()
+        self._parts: dict[int, tuple[Any, ...]] = {}
 
     def _policy(self, node: _Node) -> Any:
         return node.inv.step.options.cache_policy or self.policy
+
+    def _step_parts(self, loop: RunLoop, step: Any, policy: Any) -> tuple[Any, ...]:
+        """What a step's key takes from the step itself (the same for all its invocations in a
+        run): computed once per step and run."""
+        parts = self._parts.get(id(step))
+        if parts is None or parts[0] is not step:
+            include_code = policy is None or getattr(policy, "include_step_code", True)
+            parts = (
+                step,
+                code_fingerprint(step.entrypoint) if include_code else "",
+                {**loop.plan.environment, **(step.options.environment or {})},
+                sorted({*loop.plan.secrets, *(step.options.secrets or ())}),
+                step.spec_config().get("materializers", {}),
+            )
+            self._parts[id(step)] = parts
+        return parts
 
     def key(self, loop: RunLoop, node: _Node) -> str:
         inv = node.inv
@@ -115,20 +132,17 @@ class RunCache:
             else:
                 refs[name] = loop.produced[ref.step][ref.output]
         hashes, ids = inputs_from_refs(refs)
-        include_code = policy is None or getattr(policy, "include_step_code", True)
-        explicit_env = {**loop.plan.environment, **(step.options.environment or {})}
-        secrets = sorted({*loop.plan.secrets, *(step.options.secrets or ())})
-        config = step.spec_config()
+        _, code, environment, secrets, materializers = self._step_parts(loop, step, policy)
         return compute_cache_key(
             CacheKeyInputs(
                 step=step.name,
-                code=code_fingerprint(step.entrypoint) if include_code else "",
+                code=code,
                 parameters=inv.parameters,
                 input_hashes=hashes,
                 input_ids=ids,
-                environment=explicit_env,
+                environment=environment,
                 secrets=secrets,
-                materializers=config.get("materializers", {}),
+                materializers=materializers,
             ),
             policy,
         )

@@ -42,6 +42,8 @@ def report_dict(report: DeletionReport) -> dict[str, Any]:
         "kept_artifacts": report.kept,
         "files": report.uris,
         "bytes_freed": report.bytes_freed,
+        "logs": report.logs,
+        "log_bytes": report.log_bytes,
         "skipped": [{"id": r.id, "name": r.name, "status": r.status.value} for r in report.skipped],
         "seq": report.seq,
     }
@@ -60,6 +62,11 @@ def report_lines(report: DeletionReport) -> list[str]:
             f"  {_plural(len(report.artifacts), 'artifact version')},"
             f" {_plural(len(report.uris), 'file')}, {fmt_bytes(report.bytes_freed)} {freed}"
         )
+        if report.logs:
+            lines.append(
+                f"  step logs of {_plural(len(report.logs), 'run')},"
+                f" {fmt_bytes(report.log_bytes)} {freed}"
+            )
         if report.kept:
             lines.append(
                 f"  kept {_plural(len(report.kept), 'artifact version')}"
@@ -69,6 +76,8 @@ def report_lines(report: DeletionReport) -> list[str]:
         lines.append("no runs to delete")
         if report.uris:
             lines.append(f"  removed {_plural(len(report.uris), 'leftover file')}")
+        if report.logs:
+            lines.append(f"  removed the leftover step logs of {_plural(len(report.logs), 'run')}")
     for run in report.skipped:
         lines.append(f"  skipped {run.name} ({run.status.value}): it has not finished")
     if report.seq is not None:

@@ -177,3 +177,41 @@ def serve_command(ctx: typer.Context) -> None:
         _log_to_stderr(debug)
         anyio.run(_serve_until_signal, backend="asyncio")
         print("stopped", flush=True)
+        _wait_for_step_threads()
+
+
+def _wait_for_step_threads() -> None:
+    """Wait for the threads of sync steps that were running when the service stopped.
+
+    Their runs are already recorded as cancelled and the log is closed, but a thread cannot be
+    interrupted, and Python waits for it at exit: say so, and let a second SIGINT/SIGTERM end
+    the process at once instead of after the step's own duration."""
+    import os
+    import signal
+    import threading
+
+    left = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if not left:
+        return
+
+    def exit_now(signum: int, _frame: object) -> None:
+        sys.stderr.write("exiting without waiting for them\n")
+        sys.stderr.flush()
+        os._exit(128 + signum)  # nothing left to record: the runs are cancelled in the log
+
+    signal.signal(signal.SIGINT, exit_now)
+    signal.signal(signal.SIGTERM, exit_now)
+    print(
+        f"waiting for {len(left)} step thread(s) to return (a running sync step cannot be "
+        "interrupted; its run is recorded as cancelled); press Ctrl-C or send SIGTERM again to "
+        "exit now",
+        file=sys.stderr,
+        flush=True,
+    )
+    for thread in left:
+        while thread.is_alive():
+            thread.join(0.1)

@@ -204,13 +204,12 @@ def bind_arguments(
 ) -> tuple[dict[str, InputRef | list[InputRef]], dict[str, Any]]:
     """Split a step call's arguments into data inputs and constant parameters."""
     try:
-        bound = step.signature.signature.bind(*args, **kwargs)
+        arguments = step.signature.bind(tuple(args), kwargs)
     except TypeError as exc:
         raise PipelineDefinitionError(f"{owner}: {exc}") from None
-    bound.apply_defaults()
     inputs: dict[str, InputRef | list[InputRef]] = {}
     parameters: dict[str, Any] = {}
-    for name, value in bound.arguments.items():
+    for name, value in arguments.items():
         refs = _as_refs(value)
         if refs is not None:
             inputs[name] = refs

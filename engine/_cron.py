@@ -79,7 +79,16 @@ class TickSpec:
             return _local_zone()
         from zoneinfo import ZoneInfo
 
-        return ZoneInfo(self.timezone)
+        try:
+            return ZoneInfo(self.timezone)
+        except (LookupError, ValueError) as exc:  # ZoneInfoNotFoundError is a KeyError
+            from .errors import ScheduleError
+
+            raise ScheduleError(
+                f"time zone {self.timezone!r} is not known on this machine, so the schedule's "
+                "ticks cannot be computed here; install the tzdata package (pip install tzdata) "
+                "or register the schedule again with another timezone"
+            ) from exc
 
     @property
     def empty(self) -> bool:
@@ -192,18 +201,30 @@ def due_ticks(spec: TickSpec, last_fired: float | None, now: float) -> list[floa
     return ticks_between(spec, last_fired, now)
 
 
+def first_due(spec: TickSpec, last_fired: float | None, now: float) -> float | None:
+    """``due_ticks(spec, last_fired, now)[0]`` (None when nothing is due), without listing
+    the others: after a long downtime with ``catchup=True`` there may be thousands, and a
+    service fires them one claim at a time."""
+    if not spec.catchup:
+        due = due_ticks(spec, last_fired, now)
+        return due[0] if due else None
+    tick = next_tick(spec, last_fired)
+    return tick if tick is not None and tick <= now else None
+
+
 def upcoming(spec: TickSpec, last_fired: float | None, now: float) -> float | None:
     """When the schedule fires next: its oldest due tick when it is overdue (a service will
     fire it as soon as it runs), else the first tick after ``now``; None when finished."""
-    due = due_ticks(spec, last_fired, now)
-    if due:
-        return due[0]
+    due = first_due(spec, last_fired, now)
+    if due is not None:
+        return due
     return next_tick(spec, max(now, last_fired) if last_fired is not None else now)
 
 
 __all__ = [
     "TickSpec",
     "due_ticks",
+    "first_due",
     "next_tick",
     "prev_tick",
     "ticks_between",

@@ -22,7 +22,7 @@ import anyio.abc
 from events import Durability, EventStore
 from projections import Projector
 
-from ._artifacts import ArtifactStore
+from ._artifacts import INLINE_MAX, ArtifactStore
 from ._environment import EnvironmentGate
 from ._home import Home
 from ._retry import Clock, SystemClock
@@ -40,6 +40,21 @@ def _durability(value: str | None) -> Durability:
             f"durability must be 'normal' or 'full', got {value!r} (EVENFLOW_DURABILITY)"
         )
     return cast(Durability, value)
+
+
+def _inline_max() -> int:
+    raw = os.environ.get("EVENFLOW_INLINE_MAX")
+    if raw is None or raw == "":
+        return INLINE_MAX
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigurationError(
+            f"EVENFLOW_INLINE_MAX must be a number of bytes >= 0 (0: always files), got {raw!r}"
+        )
+    return value
 
 
 class Engine:
@@ -81,7 +96,9 @@ class Engine:
         resolved = Home.resolve(home)
         mode = _durability(durability)
         async with EventStore.open(resolved.db, durability=mode, hooks=[Projector()]) as store:
-            artifacts = ArtifactStore(resolved.artifacts, fsync=mode == "full")
+            artifacts = ArtifactStore(
+                resolved.artifacts, fsync=mode == "full", inline_max=_inline_max()
+            )
             yield cls(resolved, store, artifacts, clock=clock)
 
     async def serve(

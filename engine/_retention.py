@@ -9,9 +9,10 @@ Decide, append, then act (``docs/adr/0004-retention.md``):
    so two concurrent deletions never both decide on a stale view (the loser plans again). The
    projections drop the runs' rows inside that transaction. The runs' own events stay in the
    log: it is append-only and hash-chained, and ``audit verify`` still passes.
-3. *Act*: remove the content files. A crash between 2 and 3 leaves files no row refers to;
-   :func:`collect_garbage` removes them the next time (it re-checks every file a
-   ``runs.deleted`` listed).
+3. *Act*: remove the content files and the runs' step logs (``logs/<run id>/``). A crash
+   between 2 and 3 leaves files no row refers to; :func:`collect_garbage` removes them the next
+   time (it re-checks every file a ``runs.deleted`` listed, and the log folder of every run one
+   deleted).
 
 Only finished runs are deleted; asking to delete a live one raises :class:`RetentionError`
 (``gc`` skips them and says so).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
 import socket
 import time
 from collections.abc import Iterable, Sequence
@@ -32,12 +34,13 @@ import projections
 from events import ConcurrencyError, RunsDeleted
 
 from ._retention_plan import DeletionReport as DeletionReport
-from ._retention_plan import content_path, plan_deletion
+from ._retention_plan import content_path, is_content_hash, logs_dir, plan_deletion
 from .errors import ArtifactError
 
 if TYPE_CHECKING:
     from ._artifacts import ArtifactStore
     from ._engine import Engine
+    from ._home import Home
 
 T = TypeVar("T")
 
@@ -57,7 +60,25 @@ def current_actor() -> str:
     return f"{user}@{socket.gethostname()} pid {os.getpid()}"
 
 
-def _remove(artifacts: ArtifactStore, hashes: Sequence[str], seq: int) -> None:
+def _remove_logs(home: Home, run_ids: Iterable[str]) -> list[str]:
+    """Remove the runs' step log folders; the ``logs/<run id>`` of those that were there.
+
+    Raises:
+        OSError: a folder could not be removed.
+    """
+    removed: list[str] = []
+    for run_id in run_ids:
+        path = logs_dir(home, run_id)
+        if path is None or not os.path.isdir(path):
+            continue
+        shutil.rmtree(path)
+        removed.append(f"logs/{run_id}")
+    return removed
+
+
+def _remove(
+    artifacts: ArtifactStore, hashes: Sequence[str], home: Home, run_ids: Sequence[str], seq: int
+) -> None:
     for content_hash in hashes:
         try:
             artifacts.delete(content_hash)
@@ -65,6 +86,13 @@ def _remove(artifacts: ArtifactStore, hashes: Sequence[str], seq: int) -> None:
             raise ArtifactError(
                 f"the runs were deleted (event seq {seq}), but {exc}; `evenflow gc` retries"
             ) from exc
+    try:
+        _remove_logs(home, run_ids)
+    except OSError as exc:
+        raise ArtifactError(
+            f"the runs were deleted (event seq {seq}), but a step log folder could not be"
+            f" removed: {exc}; `evenflow gc` retries"
+        ) from exc
 
 
 def _forget_cache_hits(engine: Engine, run_ids: set[str]) -> None:
@@ -122,36 +150,45 @@ async def delete_runs(
             conflict = exc  # another deletion committed since we read: plan again
             continue
         _forget_cache_hits(engine, set(event.run_ids))
-        await anyio.to_thread.run_sync(_remove, engine.artifacts, hashes, seq)
+        await anyio.to_thread.run_sync(
+            _remove, engine.artifacts, hashes, engine.home, event.run_ids, seq
+        )
         return DeletionReport(
             runs=plan.runs,
             artifacts=plan.artifacts,
             kept=plan.kept,
             uris=plan.uris,
             bytes_freed=plan.bytes_freed,
+            logs=plan.logs,
+            log_bytes=plan.log_bytes,
             seq=seq,
         )
     assert conflict is not None
     raise conflict
 
 
-async def _sweep(engine: Engine) -> list[str]:
+async def _sweep(engine: Engine) -> tuple[list[str], list[str]]:
     """Remove files earlier deletions decided on but did not get to (a crash between the commit
-    and the removal); a file an artifact version uses again is left alone."""
+    and the removal); a file an artifact version uses again is left alone. Returns the content
+    files and the step log folders removed."""
     listed: set[str] = set()
+    deleted_runs: set[str] = set()
     for rec in await engine.store.read_stream(RETENTION_STREAM):
         if isinstance(rec.event, RunsDeleted):
-            listed.update(uri.rsplit("/", 1)[-1] for uri in rec.event.uris)
+            hashes = (uri.rsplit("/", 1)[-1] for uri in rec.event.uris)
+            listed.update(h for h in hashes if is_content_hash(h))
+            deleted_runs.update(rec.event.run_ids)
     root = engine.artifacts.root
     present = await anyio.to_thread.run_sync(
         lambda: [h for h in sorted(listed) if os.path.lexists(content_path(root, h))]
     )
-    if not present:
-        return []
-    used = await engine.store.run_read(projections.artifacts_with_content, present)
-    orphans = sorted(set(present).difference(a.content_hash for a in used))
-    await anyio.to_thread.run_sync(lambda: [engine.artifacts.delete(h) for h in orphans])
-    return [f"{h[:2]}/{h}" for h in orphans]
+    orphans: list[str] = []
+    if present:
+        used = await engine.store.run_read(projections.artifacts_with_content, present)
+        orphans = sorted(set(present).difference(a.content_hash for a in used))
+        await anyio.to_thread.run_sync(lambda: [engine.artifacts.delete(h) for h in orphans])
+    logs = await anyio.to_thread.run_sync(_remove_logs, engine.home, sorted(deleted_runs))
+    return [f"{h[:2]}/{h}" for h in orphans], logs
 
 
 async def collect_garbage(
@@ -164,8 +201,9 @@ async def collect_garbage(
 ) -> DeletionReport:
     """Delete every finished run created more than ``older_than_days`` days ago.
 
-    Runs that have not finished are skipped (listed in ``skipped``). Files earlier deletions
-    left behind are removed too (and counted in ``uris``).
+    Runs that have not finished are skipped (listed in ``skipped``). Files and step log
+    folders earlier deletions left behind are removed too (and listed in ``uris`` and
+    ``logs``).
 
     Raises:
         ValueError: ``older_than_days`` is negative.
@@ -178,13 +216,15 @@ async def collect_garbage(
     skipped = [r for r in old if not r.status.is_finished]
     why = reason if reason is not None else f"gc --older-than {older_than_days:g} days"
     report = await delete_runs(engine, finished, reason=why, dry_run=dry_run)
-    swept = [] if dry_run else await _sweep(engine)
+    swept, swept_logs = ([], []) if dry_run else await _sweep(engine)
     return DeletionReport(
         runs=report.runs,
         artifacts=report.artifacts,
         kept=report.kept,
         uris=[*report.uris, *(u for u in swept if u not in report.uris)],
         bytes_freed=report.bytes_freed,
+        logs=[*report.logs, *(u for u in swept_logs if u not in report.logs)],
+        log_bytes=report.log_bytes,
         skipped=skipped,
         dry_run=dry_run,
         seq=report.seq,

@@ -21,6 +21,7 @@ from .errors import RetentionError
 
 if TYPE_CHECKING:
     from ._engine import Engine
+    from ._home import Home
 
 _PAGE = 5_000  # events read per query while looking for references
 
@@ -36,6 +37,8 @@ class DeletionReport:
             them.
         uris: the content files removed (relative to the artifact store).
         bytes_freed: the size of those files on disk.
+        logs: the runs' step log folders removed (``logs/<run id>``, relative to the home).
+        log_bytes: the size of those folders.
         skipped: runs ``gc`` left alone because they have not finished.
         dry_run: nothing was changed.
         seq: the seq of the ``runs.deleted`` event (None when nothing was appended).
@@ -46,6 +49,8 @@ class DeletionReport:
     kept: list[str] = field(default_factory=list)
     uris: list[str] = field(default_factory=list)
     bytes_freed: int = 0
+    logs: list[str] = field(default_factory=list)
+    log_bytes: int = 0
     skipped: list[projections.RunView] = field(default_factory=list)
     dry_run: bool = False
     seq: int | None = None
@@ -53,6 +58,19 @@ class DeletionReport:
 
 def content_path(root: os.PathLike[str] | str, content_hash: str) -> str:
     return os.path.join(root, content_hash[:2], content_hash)
+
+
+def is_content_hash(text: str) -> bool:
+    """Whether ``text`` names a content file (64 hex digits), not an inline ``data:`` uri."""
+    return len(text) == 64 and not text.strip("0123456789abcdef")
+
+
+def logs_dir(home: Home, run_id: str) -> str | None:
+    """``run_id``'s step log folder (``logs/<run id>``); None for an id that is not a plain
+    file name (it could name a folder outside the run's own)."""
+    if not run_id or run_id.startswith(".") or "/" in run_id or "\\" in run_id:
+        return None
+    return os.path.join(home.logs, run_id)
 
 
 def _disk_size(path: str) -> int:
@@ -135,21 +153,41 @@ async def plan_deletion(engine: Engine, run_ids: Iterable[str]) -> tuple[Deletio
     held = await _holders(engine, deleting, {a.id for a in produced}) if produced else set()
     removed = [a for a in produced if a.id not in held]
     removed_ids = {a.id for a in removed}
-    # Content-addressed: a file goes only when no remaining artifact version has its content.
-    uris = {a.content_hash: a.uri for a in removed if a.content_hash}
-    sharing = await store.run_read(projections.artifacts_with_content, sorted(uris))
-    still_used = {a.content_hash for a in sharing if a.id not in removed_ids}
-    hashes = [h for h in sorted(uris) if h not in still_used and uris[h] == f"{h[:2]}/{h}"]
+    # Content-addressed: a file goes only when no remaining artifact version has its content,
+    # inline or not (the hash is what is shared). Small contents are inline in their reference
+    # (``data:`` uris) and have no file, unless an earlier setting (EVENFLOW_INLINE_MAX) wrote
+    # one for an equal content: that file goes with the content's last version, whichever.
+    hashed = {a.content_hash for a in removed if is_content_hash(a.content_hash)}
+    sharing = await store.run_read(projections.artifacts_with_content, sorted(hashed))
+    unused = sorted(hashed.difference(a.content_hash for a in sharing if a.id not in removed_ids))
     root = engine.artifacts.root
-    sizes = await anyio.to_thread.run_sync(
-        lambda: [_disk_size(content_path(root, h)) for h in hashes]
-    )
+    home = engine.home
+    folders = [(run.id, logs_dir(home, run.id)) for run in runs]
+
+    def on_disk() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        files = [
+            (h, _disk_size(content_path(root, h)))
+            for h in unused
+            if os.path.lexists(content_path(root, h))
+        ]
+        logs = [
+            (f"logs/{run_id}", _disk_size(path))
+            for run_id, path in folders
+            if path is not None and os.path.isdir(path)
+        ]
+        return files, logs
+
+    files, logs = await anyio.to_thread.run_sync(on_disk)
+    hashes = [h for h, _size in files]
+    sizes = [size for _h, size in files]
     report = DeletionReport(
         runs=runs,
         artifacts=[a.id for a in removed],
         kept=[a.id for a in produced if a.id in held],
-        uris=[uris[h] for h in hashes],
+        uris=[f"{h[:2]}/{h}" for h in hashes],
         bytes_freed=sum(sizes),
+        logs=[uri for uri, _size in logs],
+        log_bytes=sum(size for _uri, size in logs),
         dry_run=True,
     )
     return report, hashes

@@ -404,19 +404,21 @@ class RunLoop:
         self, node: _Node, ctx: StepContext
     ) -> tuple[dict[str, ArtifactRef] | None, BaseException | None]:
         inv = node.inv
+        capture = self.logs.begin(node.id, node.attempt, inv.step.options.enable_step_logs)
         try:
-            with self.logs.capture(node.id, node.attempt, inv.step.options.enable_step_logs):
-                if node.env:
-                    async with self.engine.env_gate.apply(node.env):
-                        refs = await self.executor.run(
-                            inv.step, ctx, inv.inputs, inv.parameters, self.produced
-                        )
-                else:
+            if node.env:
+                async with self.engine.env_gate.apply(node.env):
                     refs = await self.executor.run(
                         inv.step, ctx, inv.inputs, inv.parameters, self.produced
                     )
+            else:
+                refs = await self.executor.run(
+                    inv.step, ctx, inv.inputs, inv.parameters, self.produced
+                )
         except Exception as exc:
             return None, exc
+        finally:
+            self.logs.end(node.id, capture)
         return refs, None
 
     async def _run_node(self, node: _Node, fail_fast: bool) -> None:
@@ -445,7 +447,10 @@ class RunLoop:
             events, due = self._on_failure(node, error)
         else:
             events = self._on_cancelled(node)
-        await self._commit_and_launch([*self.logs.announce(node.id), *events])
+        announced = self.logs.announce(node.id)
+        if announced:
+            events[:0] = announced
+        await self._commit_and_launch(events)
         if due is not None:
             assert self._tg is not None
             self._tg.start_soon(self._retry_at, node, due, name=f"retry {node.id}")

@@ -5,7 +5,8 @@ what depends on the time it is looked at: its status and when it fires next. Its
 status comes from the runs projection.
 
 Statuses: ``active`` (will fire), ``paused``, ``finished`` (no tick left: its end time has
-passed, or its run-once tick has fired) and ``deleted``.
+passed, or its run-once tick has fired), ``deleted``, and ``error`` (its ticks cannot be
+computed on this machine, e.g. its time zone is unknown here; ``evenflow serve`` logs why).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from events import Recorded, decode
 
 from ._cron import TickSpec, upcoming
 from .enums import ExecutionStatus
-from .errors import ScheduleNotFoundError
+from .errors import ScheduleError, ScheduleNotFoundError
 
 _PREFIX = "schedule."
 _SELECT = (
@@ -49,7 +50,7 @@ class ScheduleView:
         timezone: the zone cron is evaluated in ("" = the serving machine's local zone).
         parameters, config: what each run gets (parameters and run configuration).
         created: when it was registered.
-        status: ``active``, ``paused``, ``finished`` or ``deleted``.
+        status: ``active``, ``paused``, ``finished``, ``deleted`` or ``error``.
         next_fire_time: when it fires next (in the past when overdue: the next ``serve`` fires
             it at once); None unless active.
         last_tick: the newest tick fired; last_run_id and last_run_status: its run.
@@ -99,7 +100,10 @@ def schedule_status(state: projections.ScheduleState, now: float) -> tuple[str, 
         return "deleted", None
     if state.paused:
         return "paused", None
-    when = upcoming(TickSpec.of(state), state.last_tick, now)
+    try:
+        when = upcoming(TickSpec.of(state), state.last_tick, now)
+    except ScheduleError:  # e.g. its time zone is unknown here: list it anyway
+        return "error", None
     return ("finished", None) if when is None else ("active", when)
 
 

@@ -45,7 +45,7 @@ from events import (
     tag_of,
 )
 
-from ._cron import TickSpec, due_ticks, next_tick
+from ._cron import TickSpec, first_due, next_tick
 from ._log import get_logger
 from ._schedule_views import read_states
 from ._schedules import LOADING
@@ -71,6 +71,10 @@ def load_pipeline(code: str) -> Pipeline:
 
     try:
         return find_pipeline(code)
+    except SystemExit as exc:  # sys.exit() at import time must not stop the service
+        raise ScheduleError(
+            f"cannot import pipeline {code!r}: importing it called sys.exit({exc.code!r})"
+        ) from exc
     except Exception as exc:  # the user's module raised while importing: report it, go on
         raise ScheduleError(
             f"cannot import pipeline {code!r}: {type(exc).__name__}: {exc}"
@@ -119,6 +123,7 @@ class ScheduleService:
         """How many times :meth:`serve` has fired what was due and gone back to waiting."""
         self._changed = anyio.Event()
         self._round = anyio.Event()
+        self._broken: set[str] = set()  # schedules whose ticks cannot be computed (logged once)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -158,15 +163,19 @@ class ScheduleService:
                 state = self.schedules[sid]
                 if state.paused or state.deleted:
                     break
-                due = due_ticks(TickSpec.of(state), state.last_tick, self.engine.clock.now())
-                if not due:
+                try:
+                    tick = first_due(TickSpec.of(state), state.last_tick, self.engine.clock.now())
+                except ScheduleError as exc:  # e.g. its time zone is unknown here: skip it
+                    self._report(state, exc)
                     break
-                run_id = await self._claim(state, due[0])
+                if tick is None:
+                    break
+                run_id = await self._claim(state, tick)
                 if run_id is None:
                     conflicts += 1
                     continue
-                fired.append((sid, due[0], run_id))
-                tg.start_soon(self.start_run, self.schedules[sid], due[0], run_id)
+                fired.append((sid, tick, run_id))
+                tg.start_soon(self.start_run, self.schedules[sid], tick, run_id)
             else:
                 log.warning("claims_keep_conflicting", schedule=self.schedules[sid].name)
         return fired
@@ -268,12 +277,24 @@ class ScheduleService:
         """The earliest tick after the last fired one, over the active schedules (None:
         nothing will ever fire). Not "after now": a tick that fell due while the service was
         busy must wake it at once, not be skipped."""
-        wakes = [
-            next_tick(TickSpec.of(s), s.last_tick)
-            for s in self.schedules.values()
-            if not (s.paused or s.deleted)
-        ]
-        return min((w for w in wakes if w is not None), default=None)
+        wakes: list[float] = []
+        for state in self.schedules.values():
+            if state.paused or state.deleted:
+                continue
+            try:
+                wake = next_tick(TickSpec.of(state), state.last_tick)
+            except ScheduleError as exc:
+                self._report(state, exc)
+                continue
+            if wake is not None:
+                wakes.append(wake)
+        return min(wakes, default=None)
+
+    def _report(self, state: projections.ScheduleState, exc: ScheduleError) -> None:
+        """Log, once per schedule, why its ticks cannot be computed (the others go on)."""
+        if state.id not in self._broken:
+            self._broken.add(state.id)
+            log.error("schedule_skipped", schedule=state.name, error=str(exc))
 
     async def _poll(self, cursor: int) -> None:
         """Fold the ``schedule.*`` events committed after ``cursor`` (by any process), every

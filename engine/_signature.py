@@ -28,6 +28,38 @@ class StepSignature:
     outputs: tuple[OutputSpec, ...]
     is_async: bool
     annotations: dict[str, Any]
+    # For binding calls without ``inspect.Signature.bind`` (hot when compiling big pipelines):
+    # set when every parameter is positional-or-keyword or keyword-only, else None.
+    positional: tuple[str, ...] | None = None
+    defaults: dict[str, Any] | None = None
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Arguments by parameter name, in declaration order, defaults applied.
+
+        Raises:
+            TypeError: as ``inspect.Signature.bind`` does (too many or unknown arguments, a
+                missing one, one given twice).
+        """
+        names, defaults = self.positional, self.defaults
+        if names is not None and defaults is not None and len(args) <= len(names):
+            given = dict(zip(names, args, strict=False))
+            params = self.signature.parameters
+            if all(k not in given and k in params for k in kwargs):
+                given.update(kwargs)
+                if len(given) + len(defaults) >= len(self.inputs):
+                    out = {}
+                    for name in self.inputs:
+                        if name in given:
+                            out[name] = given[name]
+                        elif name in defaults:
+                            out[name] = defaults[name]
+                        else:
+                            break
+                    else:
+                        return out
+        bound = self.signature.bind(*args, **kwargs)  # the slow path, and its precise errors
+        bound.apply_defaults()
+        return dict(bound.arguments)
 
 
 def _output_name(annotation: Any) -> str | None:
@@ -104,10 +136,26 @@ def read_signature(func: Callable[..., Any], step_name: str) -> StepSignature:
     ret = hints.get("return", inspect.Signature.empty)
     if "return" not in hints and sig.return_annotation is not inspect.Signature.empty:
         ret = inspect.Signature.empty  # a string annotation we could not resolve
+    kinds = {p.kind for p in sig.parameters.values()}
+    simple = kinds <= {inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY}
     return StepSignature(
         signature=sig,
         inputs=tuple(sig.parameters),
         outputs=parse_outputs(step_name, ret),
         is_async=inspect.iscoroutinefunction(func),
         annotations=hints,
+        positional=tuple(
+            p.name
+            for p in sig.parameters.values()
+            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        )
+        if simple
+        else None,
+        defaults={
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.default is not inspect.Parameter.empty
+        }
+        if simple
+        else None,
     )

@@ -14,15 +14,14 @@ is :mod:`engine._log_capture`'s business: routed by context, so concurrent steps
 
 from __future__ import annotations
 
-import contextlib
+import contextvars
 import hashlib
 import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from events import AnyEvent, StepLogs
 
@@ -78,11 +77,12 @@ class StepLogFile:
     and may keep printing, but its attempt is over.
     """
 
-    __slots__ = ("_closed", "_file", "_lock", "attempt", "home", "uri")
+    __slots__ = ("_closed", "_file", "_lock", "_run_id", "_step", "attempt", "home")
 
-    def __init__(self, home: Home, uri: str, attempt: int) -> None:
+    def __init__(self, home: Home, run_id: str, step: str, attempt: int) -> None:
         self.home = home
-        self.uri = uri
+        self._run_id = run_id
+        self._step = step
         self.attempt = attempt
         self._file: TextIO | None = None
         self._closed = False
@@ -100,6 +100,10 @@ class StepLogFile:
             except (OSError, ValueError) as exc:  # never fail the step over its log
                 self._closed = True
                 log.warning("step_log_unwritable", uri=self.uri, error=str(exc))
+
+    @property
+    def uri(self) -> str:
+        return log_uri(self._run_id, self._step)  # on demand: most steps print nothing
 
     def write_record(self, record: logging.LogRecord) -> None:
         self.write(format_record(record))
@@ -140,26 +144,32 @@ class RunLogs:
         self.enabled = enabled is not False  # the pipeline's (or the run's) option; default on
         self._written: dict[str, int] = {}
 
-    @contextlib.contextmanager
-    def capture(self, step: str, attempt: int, option: bool | None) -> Iterator[None]:
-        """Route what the code inside prints and logs to ``step``'s log (``option``: the
-        step's own ``enable_step_logs``, which wins over the pipeline's)."""
+    def begin(
+        self, step: str, attempt: int, option: bool | None
+    ) -> tuple[StepLogFile, contextvars.Token[Any]] | None:
+        """Route what the attempt prints and logs to ``step``'s log from here on (``option``:
+        the step's own ``enable_step_logs``, which wins over the pipeline's); pass the result
+        to :meth:`end` when the attempt is over. (Two calls, not a context manager: this runs
+        once per step attempt, on the engine's hot path.)"""
         if not (self.enabled if option is None else option):
-            yield
-            return
+            return None
         install()
-        sink = StepLogFile(self.home, log_uri(self.run_id, step), attempt)
-        token = SINK.set(sink)
-        try:
-            yield
-        finally:
-            SINK.reset(token)
-            size = sink.close()
-            if size is not None:
-                self._written[step] = size
+        sink = StepLogFile(self.home, self.run_id, step, attempt)
+        return sink, SINK.set(sink)
+
+    def end(self, step: str, capture: tuple[StepLogFile, contextvars.Token[Any]] | None) -> None:
+        if capture is None:
+            return
+        sink, token = capture
+        SINK.reset(token)
+        size = sink.close()
+        if size is not None:
+            self._written[step] = size
 
     def announce(self, step: str) -> list[AnyEvent]:
         """``[step.logs]`` if the attempt that just ended wrote to its log, else ``[]``."""
+        if not self._written:
+            return []
         size = self._written.pop(step, None)
         if size is None:
             return []

@@ -10,8 +10,9 @@ before and is a cache hit; a changed step, and whatever its new output feeds, ru
 What is watched: the ``.py`` files under the pipeline file's directory, recursively (without
 ``.venv``, ``__pycache__``, ``.git`` and the like, nor ``$EVENFLOW_HOME``). The watcher is
 started before the first run, so no change is missed. A change during a run does not interrupt
-it: changes are collected while it runs and start one more run when it ends. Ctrl-C stops
-watching (and the run in progress, which records ``run.cancelled``); the exit code is then 0.
+it: changes are collected while it runs and start one more run when it ends. Ctrl-C (or
+SIGTERM) stops watching and the run in progress, which records ``run.cancelled``; the exit code
+is then 0.
 A run that fails, or a file that no longer imports, is reported and watching goes on.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -64,21 +66,38 @@ def watched_changes(root: Path, ignore: Sequence[Path]) -> Iterator[Batch]:
     )
 
 
+class Terminated(KeyboardInterrupt):
+    """The watcher got SIGTERM: stop as after Ctrl-C, but the run in progress did not get the
+    signal (it went to this process only), so it is interrupted first."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def run_child(argv: Sequence[str]) -> int:
     """Run one ``evenflow run`` to its end; its exit code.
 
-    On Ctrl-C the terminal interrupts the child too (same process group): wait for it to
-    record its cancellation, then stop it if it takes too long, and re-raise.
+    On Ctrl-C the terminal interrupts the child too (same process group); on SIGTERM (sent to
+    this process alone) the child is sent SIGINT. Either way: wait for it to record its
+    cancellation, then stop it if it takes too long, and re-raise. The child never outlives
+    the watcher.
     """
     proc = subprocess.Popen(argv)
     try:
         return proc.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated) and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=_GRACE_SECONDS)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             proc.terminate()
             proc.wait()
+        raise
+    except BaseException:
+        proc.kill()
+        proc.wait()
         raise
 
 
@@ -179,4 +198,8 @@ def watch(target: str, params: Sequence[str], *, as_json: bool, debug: bool) -> 
     root = path.resolve().parent
     argv = child_command(target, params, as_json=as_json, debug=debug)
     changes = watched_changes(root, ignore=[Home.resolve().root])
-    return WatchLoop(argv, root, changes).loop()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)  # the CLI runs in the main thread
+    try:
+        return WatchLoop(argv, root, changes).loop()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import datetime
@@ -23,7 +24,7 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine._artifacts import ArtifactStore, check_output_type
+from engine._artifacts import DATA_URI, INLINE_MAX, ArtifactStore, check_output_type
 from engine._materializers import BaseMaterializer, uses_bytes_protocol
 from engine._materializers_builtin import BuiltInContainerMaterializer, BuiltInMaterializer
 from engine._materializers_extra import CloudpickleMaterializer
@@ -35,15 +36,31 @@ from events import ArtifactRef
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shared_store(tmp_path_factory: pytest.TempPathFactory) -> ArtifactStore:
-    """One store for property tests (content addressing makes sharing harmless)."""
-    return ArtifactStore(tmp_path_factory.mktemp("artifacts"))
+# Round trips run both ways: content in files (inline_max=0), and small content inline in its
+# reference as a data: URI (the default). Tests about files use the file-backed ``store``.
+STORAGE = pytest.mark.parametrize("inline_max", [0, INLINE_MAX], ids=["file", "inline"])
+
+
+@pytest.fixture(scope="module", params=[0, INLINE_MAX], ids=["file", "inline"])
+def shared_store(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> ArtifactStore:
+    """One store per storage mode for property tests (content addressing makes sharing
+    harmless)."""
+    return ArtifactStore(tmp_path_factory.mktemp("artifacts"), inline_max=request.param)
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "artifacts")
+    """A store that writes every value to a file (most tests here are about files)."""
+    return ArtifactStore(tmp_path / "artifacts", inline_max=0)
+
+
+def stored_size(store: ArtifactStore, ref: ArtifactRef) -> int:
+    """The size of ``ref``'s content where it is kept: its file, or its data: URI."""
+    if ref.uri.startswith(DATA_URI):
+        return len(base64.b64decode(ref.uri[len(DATA_URI) :], validate=True))
+    return store.path_of(ref).stat().st_size
 
 
 def same(a: Any, b: Any) -> bool:
@@ -198,12 +215,19 @@ BUILTIN_VALUES: list[Any] = [
 ]
 
 
+@STORAGE
 @pytest.mark.parametrize("value", BUILTIN_VALUES, ids=repr)
-def test_builtin_round_trip(store: ArtifactStore, value: Any) -> None:
+def test_builtin_round_trip(tmp_path: Path, inline_max: int, value: Any) -> None:
+    store = ArtifactStore(tmp_path / "artifacts", inline_max=inline_max)
     ref = store.save(value, name="output")
     assert same(store.load(ref), value)
+    assert same(ArtifactStore(store.root).load(ref), value)  # another process
     assert ref.type_name == f"builtins:{type(value).__qualname__}"
-    assert ref.size == (store.path_of(ref)).stat().st_size
+    assert ref.size == stored_size(store, ref)
+    # every value here is small: inline unless the store writes files
+    inline = inline_max > 0
+    assert ref.uri.startswith(DATA_URI) is inline
+    assert (files_under(store.root) == []) is inline
 
 
 _scalars = (
@@ -266,12 +290,15 @@ def test_scalars_round_trip(shared_store: ArtifactStore, value: Any) -> None:
     ],
     ids=repr,
 )
-def test_typed_round_trip(store: ArtifactStore, value: Any) -> None:
+@STORAGE
+def test_typed_round_trip(tmp_path: Path, inline_max: int, value: Any) -> None:
+    store = ArtifactStore(tmp_path / "artifacts", inline_max=inline_max)
     ref = store.save(value, name="output")
     assert not ref.materializer.endswith(":CloudpickleMaterializer")
     loaded = store.load(ref)
     assert type(loaded) is type(value)
     assert loaded == value
+    assert ArtifactStore(store.root).load(ref) == value  # another process
     if isinstance(value, list):
         assert [type(v) for v in loaded] == [type(v) for v in value]
 
@@ -475,8 +502,9 @@ def test_same_value_shares_one_file_with_distinct_ids(store: ArtifactStore) -> N
 
 
 def test_fsync_mode_writes_files_and_directories(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path, fsync=True)
+    store = ArtifactStore(tmp_path, fsync=True, inline_max=0)
     ref = store.save({"a": 1}, name="f")
+    assert store.path_of(ref).is_file()
     text = store.save(Text("t"), name="d", materializer=TextMaterializer)
     assert store.load(ref) == {"a": 1}
     assert store.load(text).body == "t"
@@ -484,10 +512,10 @@ def test_fsync_mode_writes_files_and_directories(tmp_path: Path) -> None:
 
 
 def test_content_written_by_an_earlier_process_is_reused(tmp_path: Path) -> None:
-    ref = ArtifactStore(tmp_path).save("x" * 100, name="a")
-    path = ArtifactStore(tmp_path).path_of(ref)
+    ref = ArtifactStore(tmp_path, inline_max=0).save("x" * 100, name="a")
+    path = ArtifactStore(tmp_path, inline_max=0).path_of(ref)
     before = path.stat().st_mtime_ns
-    again = ArtifactStore(tmp_path).save("x" * 100, name="a")
+    again = ArtifactStore(tmp_path, inline_max=0).save("x" * 100, name="a")
     assert again.uri == ref.uri
     assert path.stat().st_mtime_ns == before
 

@@ -52,6 +52,12 @@ def statuses(run: Any) -> dict[str, ExecutionStatus]:
     return {sid: s.status for sid, s in run.steps.items()}
 
 
+@pytest.fixture
+def files_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store every output in a file (small ones are inline by default): for tests about files."""
+    monkeypatch.setenv("EVENFLOW_INLINE_MAX", "0")
+
+
 def artifact_files(home: Path) -> set[Path]:
     root = home / "artifacts"
     return {p for p in root.rglob("*") if p.is_file() and ".tmp" not in p.parts}
@@ -83,12 +89,15 @@ def squares(value: int = 3) -> int:
     return square(absolute(produce(value=value)))
 
 
+@pytest.mark.parametrize("inline_max", ["0", "512"], ids=["files", "inline"])
 def test_second_identical_run_is_all_cache_hits_reusing_the_same_artifacts(
-    evenflow_home: Path,
+    evenflow_home: Path, monkeypatch: pytest.MonkeyPatch, inline_max: str
 ) -> None:
+    monkeypatch.setenv("EVENFLOW_INLINE_MAX", inline_max)
     first = squares(value=4)
     assert set(statuses(first).values()) == {ExecutionStatus.COMPLETED}
     files = artifact_files(evenflow_home)
+    assert len(files) == (2 if inline_max == "0" else 0)  # 4, 4 and 16: two contents
     keys = {e.step: e.cache_key for e in of_type(first, "step.succeeded")}
     assert all(keys.values()), keys
 
@@ -543,6 +552,7 @@ async def test_pipeline_expires_after_seconds() -> None:
 # -- lost artifacts -----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("files_only")
 def test_cache_entry_whose_artifact_file_is_gone_is_a_miss(evenflow_home: Path) -> None:
     first = squares(value=6)
     uri = first.steps["square"].output.uri
@@ -558,6 +568,7 @@ def test_cache_entry_whose_artifact_file_is_gone_is_a_miss(evenflow_home: Path) 
     assert squares(value=6).steps["square"].status is ExecutionStatus.CACHED
 
 
+@pytest.mark.usefixtures("files_only")
 def test_lost_upstream_file_reruns_upstream_and_downstream_still_hits(
     evenflow_home: Path,
 ) -> None:

@@ -107,3 +107,27 @@ def test_seed_configuration() -> None:
     assert version.stage == "production"
     assert run.steps["train"].output.id in version.artifacts
     assert client.get_model_version("my_model").number == 1
+
+
+def test_crash_and_resume_example(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CRASH_DEMO_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "crash_and_resume.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "is crashed" in proc.stdout
+    assert "is completed" in proc.stdout
+    assert "load returned 285" in proc.stdout
+    assert (tmp_path / "ran.txt").read_text().split() == [
+        "extract",
+        "transform",
+        "transform",
+        "load",
+    ]
+    (run,) = Client().list_pipeline_runs(pipeline="etl")
+    assert run.status == ExecutionStatus.COMPLETED

@@ -26,6 +26,13 @@ from tests.pipelines import basic
 TABLES = ("runs", "step_runs", "artifacts", "cache_entries", "projection_checkpoints")
 
 
+@pytest.fixture(autouse=True)
+def _artifact_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention is about content files: store every output in one, small values too (they
+    are inline by default; tests/test_artifacts_inline.py deletes runs holding those)."""
+    monkeypatch.setenv("EVENFLOW_INLINE_MAX", "0")
+
+
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 
@@ -274,6 +281,77 @@ def test_cli_runs_delete_asks_first_and_reports(evenflow_home: Path) -> None:
     negative = invoke("gc", "--older-than", "-1")
     assert negative.exit_code == 2
     assert "--older-than must be >= 0" in negative.output
+
+
+# -- inline artifacts and step logs --------------------------------------------------------
+
+
+def test_a_file_goes_with_the_last_version_of_its_content_even_an_inline_one(
+    evenflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Equal content, once in files (an earlier EVENFLOW_INLINE_MAX) and once inline.
+    in_files = basic.chain.with_options(enable_cache=False)(start=1)
+    monkeypatch.delenv("EVENFLOW_INLINE_MAX")
+    inline = basic.chain.with_options(enable_cache=False)(start=1)
+    on_disk = set(uris(in_files).values())
+    assert on_disk == files(evenflow_home)
+    assert all(u.startswith("data:") for u in uris(inline).values())
+    # The inline versions still use the content: the files stay.
+    assert Client().delete_pipeline_run(in_files.id).uris == []
+    assert files(evenflow_home) == on_disk
+    # Its last version goes: so do its files, though that version names none of them.
+    report = Client().delete_pipeline_run(inline.id)
+    assert sorted(report.uris) == sorted(on_disk)
+    assert report.bytes_freed > 0
+    assert files(evenflow_home) == set()
+    assert invoke("audit", "verify").exit_code == 0
+    assert_rebuild_changes_nothing(evenflow_home / "evenflow.db")
+
+
+@step
+def chatty(n: int) -> int:
+    print(f"step says {n}")
+    return n
+
+
+@pipeline(name="chatty")
+def talk(n: int) -> None:
+    chatty(n)
+
+
+def test_deleting_a_run_removes_its_step_logs(evenflow_home: Path) -> None:
+    gone, kept = talk(1), talk(2)
+    logs = evenflow_home / "logs"
+    assert (logs / gone.id).is_dir()
+    assert (logs / kept.id).is_dir()
+    report = Client().delete_pipeline_run(gone.id)
+    assert report.logs == [f"logs/{gone.id}"]
+    assert report.log_bytes > 0
+    assert not (logs / gone.id).exists()
+    assert Client().get_pipeline_run(kept.id).steps["chatty"].logs() == "step says 2\n"
+    result = invoke("gc", "--older-than", "0", "--json")
+    assert result.exit_code == 0, result.output
+    assert f'"logs/{kept.id}"' in result.stdout
+    assert list(logs.iterdir()) == []
+
+
+def test_gc_removes_step_logs_an_interrupted_deletion_left(
+    evenflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = talk(3)
+
+    async def delete() -> Any:
+        async with Engine.open() as engine:
+            return await delete_runs(engine, [run.id])
+
+    with monkeypatch.context() as patched:
+        patched.setattr("engine._retention._remove", lambda *args: None)  # "crash" after commit
+        anyio.run(delete, backend="asyncio")
+    assert (evenflow_home / "logs" / run.id).is_dir()
+    result = invoke("gc", "--older-than", "0")
+    assert result.exit_code == 0, result.output
+    assert "removed the leftover step logs of 1 run" in result.stdout
+    assert not (evenflow_home / "logs" / run.id).exists()
 
 
 # -- the projection of runs.deleted, on hand-made logs -------------------------------------

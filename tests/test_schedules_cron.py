@@ -7,7 +7,15 @@ import datetime as dt
 
 import pytest
 
-from engine._cron import TickSpec, due_ticks, next_tick, prev_tick, ticks_between, upcoming
+from engine._cron import (
+    TickSpec,
+    due_ticks,
+    first_due,
+    next_tick,
+    prev_tick,
+    ticks_between,
+    upcoming,
+)
 from events import (
     Recorded,
     RunCreated,
@@ -151,6 +159,25 @@ def test_catchup_counts_ticks_since_start_time_before_registration() -> None:
     assert due_ticks(spec, None, 200.0) == [0.0, 60.0, 120.0, 180.0]
     no_catchup = TickSpec(interval_second=60.0, created_at=200.0, start_time=0.0)
     assert due_ticks(no_catchup, None, 200.0) == [180.0]
+
+
+@pytest.mark.parametrize("catchup", [True, False])
+@pytest.mark.parametrize("last", [None, 100.0, 220.0, 280.0, 400.0])
+def test_first_due_is_the_first_of_due_ticks(catchup: bool, last: float | None) -> None:
+    spec = TickSpec(interval_second=60.0, created_at=100.0, end_time=350.0, catchup=catchup)
+    for now in (50.0, 100.0, 159.0, 300.0, 1_000.0):
+        due = due_ticks(spec, last, now)
+        assert first_due(spec, last, now) == (due[0] if due else None)
+
+
+def test_a_long_catchup_backlog_costs_one_tick_not_all_of_them() -> None:
+    # Five years of minutely ticks missed: listing them all takes minutes (the service used to
+    # list them again for every claim, and `schedule list` once per schedule).
+    now = ts(2024, 1, 1)
+    spec = cron("* * * * *", created=now, start_time=ts(2019, 1, 1), catchup=True)
+    assert first_due(spec, None, now) == ts(2019, 1, 1)
+    assert first_due(spec, ts(2019, 1, 1), now) == ts(2019, 1, 1, 0, 1)
+    assert upcoming(spec, ts(2019, 1, 1), now) == ts(2019, 1, 1, 0, 1)
 
 
 def test_upcoming_is_the_overdue_tick_or_the_next_one_or_none_when_finished() -> None:

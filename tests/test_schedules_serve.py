@@ -6,6 +6,7 @@ Time is a FakeClock everywhere except the one real ``evenflow serve`` test.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -30,7 +31,7 @@ from engine._schedules import register
 from engine._serve import ScheduleService
 from events import RunSucceeded, ScheduleCreated, ScheduleTriggered, decode
 from projections import schedule_stream
-from tests.pipelines.scheduled import nightly
+from tests.pipelines.scheduled import nightly, sleepy
 
 pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parents[1]
@@ -227,6 +228,92 @@ async def test_a_pipeline_that_cannot_be_imported_fails_its_run_not_the_service(
     assert Client().get_schedule("gone").last_run_status is ExecutionStatus.FAILED
 
 
+async def test_a_pipeline_module_calling_sys_exit_fails_its_run_not_the_service(
+    tmp_path: Path,
+) -> None:
+    module = tmp_path / "exits_on_import.py"
+    module.write_text("import sys\nsys.exit('needs a config file')\n")
+    clock = FakeClock(T0)
+    async with Engine.open(clock=clock) as engine:
+        created = ScheduleCreated(
+            schedule_id="exits-0000-0000",
+            name="exits",
+            pipeline="exits",
+            interval_second=60.0,
+            code=f"{module}:exits",
+            created_at=T0,
+        )
+        await engine.store.append(schedule_stream("exits-0000-0000"), [created], expected_version=0)
+        svc = ScheduleService(engine)
+        await svc.load()
+        async with anyio.create_task_group() as tg:
+            assert len(await svc.fire_due(tg)) == 1
+    (failed,) = Client().list_pipeline_runs(schedule="exits-0000-0000")
+    assert failed.status is ExecutionStatus.FAILED
+    assert failed.error is not None
+    assert "called sys.exit('needs a config file')" in failed.error
+
+
+async def test_a_schedule_whose_time_zone_is_unknown_here_is_skipped_not_the_service() -> None:
+    # Registered on a machine whose tz database knows a zone this one does not.
+    clock = FakeClock(T0)
+    good = await add(clock, Schedule(interval_second=60, name="good"))
+    async with Engine.open(clock=clock) as engine:
+        created = ScheduleCreated(
+            schedule_id="zone-0000-0000",
+            name="elsewhere",
+            pipeline="nightly",
+            cron_expression="0 2 * * *",
+            timezone="Mars/Olympus_Mons",
+            code="tests.pipelines.scheduled:nightly",
+            created_at=T0,
+        )
+        await engine.store.append(schedule_stream("zone-0000-0000"), [created], expected_version=0)
+        svc = ScheduleService(engine)
+        await svc.load()
+        async with anyio.create_task_group() as tg:
+            assert [sid for sid, _, _ in await svc.fire_due(tg)] == [good]
+        assert svc.next_wake() == T0 + 60  # the good schedule's next tick
+    views = {v.name: v for v in Client().list_schedules()}
+    assert views["elsewhere"].status == "error"
+    assert views["good"].status == "active"
+    listed = CliRunner().invoke(app, ["schedule", "list"])
+    assert listed.exit_code == 0
+    assert "error" in listed.stdout
+
+
+async def test_a_long_catchup_backlog_is_claimed_one_tick_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A month of per-second ticks is due. Claiming must not list the whole backlog for each
+    # claim (that took seconds per claim and hundreds of MB).
+    clock = FakeClock(T0)
+    start = T0 - 30 * 86_400
+    when = dt.datetime.fromtimestamp(start, dt.UTC)
+    sid = await add(clock, Schedule(interval_second=1, catchup=True, start_time=when))
+    claims: list[float] = []
+
+    async def no_run(*_: object) -> None:
+        return None
+
+    async with service(clock) as svc:
+        claim = svc._claim
+
+        async def claim_three(state: object, tick: float) -> str | None:
+            claims.append(tick)
+            if len(claims) == 4:  # stop the backlog: a pause makes this claim conflict
+                await anyio.to_thread.run_sync(Client().pause_schedule, sid)
+            return await claim(state, tick)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(svc, "_claim", claim_three)
+        monkeypatch.setattr(svc, "start_run", no_run)
+        began = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            fired = await svc.fire_due(tg)
+        assert time.monotonic() - began < 2.0  # listing the backlog 4 times took ~7 s
+    assert [tick for _, tick, _ in fired] == [start, start + 1, start + 2]
+
+
 SCRIPT = textwrap.dedent(
     """
     from engine import Schedule, pipeline, step
@@ -310,7 +397,7 @@ async def test_create_pause_resume_delete_from_another_process_take_effect_live(
 
             code = (
                 "from engine import Schedule\n"
-                "from tests.pipelines.scheduled import nightly\n"
+                "from tests.pipelines.scheduled import nightly, sleepy\n"
                 "nightly.run(schedule=Schedule(interval_second=60, name='late'))\n"
             )
             await anyio.run_process(
@@ -377,6 +464,49 @@ def test_two_real_serve_processes_fire_every_second_once_and_stop_on_sigterm(
     assert ticks == [ticks[0] + k for k in range(len(ticks))]  # every second, none twice
     assert len({e.run_id for e in events}) == len(ticks)
     assert run_ticks(view.id) == pytest.approx(ticks, abs=1e-5)  # one run per tick
+
+
+def test_serve_stopped_during_a_sync_step_says_it_waits_and_a_second_sigterm_exits(
+    evenflow_home: Path,
+) -> None:
+    view = sleepy.run(schedule=Schedule(interval_second=3600, name="sleepy"), seconds=60.0)
+    proc = subprocess.Popen(
+        [*CLI, "serve"],
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        assert "serving schedules of" in proc.stdout.readline()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            runs = Client().list_pipeline_runs(schedule=view.id)
+            if runs and runs[0].steps.get("nap") and runs[0].steps["nap"].status.value == "running":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the scheduled step never started")
+        proc.send_signal(signal.SIGTERM)
+        for line in proc.stderr:  # the runs are cancelled, then it says what it waits for
+            if "waiting for 1 step thread" in line:
+                break
+        else:
+            pytest.fail("serve exited without saying it waits for the step's thread")
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+        assert time.monotonic() - began < 10  # not the step's 60 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert out.strip() == "stopped"
+    (run,) = Client().list_pipeline_runs(schedule=view.id)
+    assert run.status is ExecutionStatus.CANCELLED
 
 
 async def test_a_pause_committed_before_a_claim_makes_the_claim_fail() -> None:

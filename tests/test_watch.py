@@ -4,6 +4,7 @@ what its new output feeds execute again."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import queue
@@ -113,9 +114,10 @@ class Watcher:
         return code
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        # The whole group, even when the watcher is gone: a run it left behind must not leak.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        self.proc.wait()
         self.reader.join(10)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
@@ -177,6 +179,42 @@ def test_watch_reruns_only_the_changed_step_and_what_it_feeds(
     }
     assert statuses(newest.id) == dict.fromkeys(["load", "transform", "report"], "cached")
     assert Client().get_pipeline_run(middle.id).steps["report"].output.load() == "got 201"
+
+
+SLOW = textwrap.dedent(
+    """
+    import time
+
+    from engine import pipeline, step
+
+
+    @step
+    def slow() -> int:
+        print("slow step started", flush=True)
+        time.sleep(120)
+        return 1
+
+
+    @pipeline
+    def flow() -> None:
+        slow()
+    """
+)
+
+
+def test_sigterm_during_a_run_stops_the_run_too(project: Path, watcher: Watcher) -> None:
+    watcher.wait_for("[watch] watching")
+    (project / "flows.py").write_text(SLOW)
+    watcher.wait_for("slow step started")
+    [running] = Client().list_pipeline_runs(status="running")
+    # To the watcher alone (a supervisor, an IDE's stop button): the run must not go on
+    # without it, an orphan holding the home.
+    watcher.proc.send_signal(signal.SIGTERM)
+    assert watcher.proc.wait(timeout=30) == 0
+    while (line := watcher.lines.get(timeout=5)) is not None:
+        watcher.seen.append(line)
+    assert watcher.seen[-1] == "[watch] stopped watching"
+    assert Client().get_pipeline_run(running.id).status == "cancelled"
 
 
 # -- the loop itself, with fake changes and a fake runner ---------------------------------

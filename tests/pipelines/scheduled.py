@@ -18,3 +18,16 @@ def nightly(name: str = "night") -> None:
 @pipeline
 def needs_name(name: str) -> None:
     greet(name=name)
+
+
+@step
+def nap(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@pipeline
+def sleepy(seconds: float = 60.0) -> None:
+    nap(seconds=seconds)
