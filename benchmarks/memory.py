@@ -16,6 +16,7 @@ first run's RSS increase), i.e. memory per finished step does not grow with past
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import resource
@@ -39,6 +40,15 @@ def rss_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
+def _trim() -> None:
+    """Hand freed heap pages back to the OS (glibc), so RSS shows what is in use, not what the
+    allocator keeps cached after a run's short-lived objects are gone."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: RSS includes the allocator's cache
+        pass
+
+
 def _slope(ys: list[float]) -> float:
     if len(ys) < 2:
         return 0.0
@@ -56,6 +66,7 @@ def run(runs: int, steps: int) -> dict[str, Any]:
     spec = pipelines(Sizes(fan=steps))["W2_async"]
     pipe = spec.pipeline.with_options(enable_cache=False)
     gc.collect()
+    _trim()
     before = rss_mb()
     rss: list[float] = []
     walls: list[float] = []
@@ -69,6 +80,7 @@ def run(runs: int, steps: int) -> dict[str, Any]:
             check_run(f"MEM run {i + 1}", spec, done)
             del done
             gc.collect()
+            _trim()
             walls.append(sw.seconds)
             rss.append(rss_mb())
         db_mb = os.path.getsize(Path(tmp) / "evenflow.db") / 2**20
