@@ -310,7 +310,8 @@ async def test_a_long_catchup_backlog_is_claimed_one_tick_at_a_time(
         began = time.monotonic()
         async with anyio.create_task_group() as tg:
             fired = await svc.fire_due(tg)
-        assert time.monotonic() - began < 2.0  # listing the backlog 4 times took ~7 s
+        assert time.monotonic() - began < 5.0  # listing the backlog 4 times took ~7 s (generous:
+        # a loaded CI machine must not fail this; the quadratic version grows far past it)
     assert [tick for _, tick, _ in fired] == [start, start + 1, start + 2]
 
 
