@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._settings import unknown_key
+from ._config_checks import unknown_key
 from .config import PipelineRunConfiguration, StepConfigurationUpdate
 from .errors import ConfigurationError
 

@@ -73,7 +73,7 @@ class TickSpec:
 
     def zone(self) -> dt.tzinfo:
         """The zone cron is evaluated in."""
-        from .config import _local_zone
+        from ._schedule_config import _local_zone
 
         if not self.timezone:
             return _local_zone()

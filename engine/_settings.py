@@ -1,289 +1,35 @@
-"""Stack settings (``docker``, ``resources``, ``executor``) and the checks config classes share.
+"""Stack settings: ``settings={"docker": ..., "resources": ..., "executor": ...}``.
 
-Configuration objects are read-only value objects built on :class:`ConfigObject`: their
-``__init__`` validates and normalizes each field, and every bad value raises
-:class:`~engine.errors.ConfigurationError` naming the class, the field and the value. An unknown
-keyword is a ``ConfigurationError`` too (never a bare ``TypeError``), with a "did you mean" hint.
+:class:`DockerSettings`, :class:`ResourceSettings` and :class:`ExecutorSettings` are
+:class:`~engine._config_base.ConfigObject` values that record only what differs from their
+defaults. :func:`parse_settings` turns a ``settings=`` mapping (plain dicts allowed) into them;
+:func:`validate_settings` gives the JSON-friendly form recorded in the event log.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-import inspect
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Self
+from typing import Any
 
+from ._config_base import ConfigObject, to_jsonable
+from ._config_base import _rebuild as _rebuild  # pickles made before the split name it here
+from ._config_checks import (
+    as_bool,
+    as_choice,
+    as_dict,
+    as_env,
+    as_int,
+    as_number,
+    as_opt_str,
+    as_str,
+    as_str_tuple,
+    invalid,
+    unknown_key,
+)
 from .errors import ConfigurationError
-
-# -- shared checks ---------------------------------------------------------------------------
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def invalid(where: str, field: str, expected: str, value: object) -> ConfigurationError:
-    """The error for ``field`` of ``where`` holding ``value`` instead of ``expected``."""
-    return ConfigurationError(f"{where}: {field} must be {expected}, got {_short(value)}")
-
-
-def unknown_key(where: str, key: object, allowed: Iterable[str], what: str = "field") -> str:
-    """The message for an unknown ``key``, with the closest known names."""
-    import difflib  # only on the error path
-
-    names = sorted(allowed)
-    message = f"{where}: unknown {what} {key!r}"
-    if isinstance(key, str) and (close := difflib.get_close_matches(key, names, n=1)):
-        message += f" (did you mean {close[0]!r}?)"
-    return f"{message}; expected one of: {', '.join(names)}"
-
-
-def as_bool(where: str, field: str, value: object) -> bool:
-    """``value`` if it is a bool (``"yes"`` and ``1`` are refused)."""
-    if not isinstance(value, bool):
-        raise invalid(where, field, "true or false", value)
-    return value
-
-
-def as_str(where: str, field: str, value: object, *, path: bool = False) -> str:
-    """A non-empty string (or, with ``path``, an ``os.PathLike``)."""
-    if path and isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if not isinstance(value, str) or not value.strip():
-        raise invalid(where, field, "a non-empty string", value)
-    return value
-
-
-def as_opt_str(where: str, field: str, value: object, *, path: bool = False) -> str | None:
-    """``None`` or a non-empty string."""
-    return None if value is None else as_str(where, field, value, path=path)
-
-
-def as_str_tuple(where: str, field: str, value: object) -> tuple[str, ...]:
-    """A list (tuple, set) of non-empty strings; ``None`` is empty. A bare string is refused,
-    since iterating it would yield its characters."""
-    if value is None:
-        return ()
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise invalid(where, field, "a list of strings", value)
-    items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
-    for item in items:
-        if not isinstance(item, str) or not item:
-            raise invalid(where, field, "a list of non-empty strings", value)
-    return tuple(items)
-
-
-def as_dict(where: str, field: str, value: object) -> dict[str, Any]:
-    """A shallow copy of a mapping with string keys; ``None`` is empty."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise invalid(where, field, "a mapping", value)
-    for key in value:
-        if not isinstance(key, str):
-            raise invalid(where, f"{field} key", "a string", key)
-    return dict(value)
-
-
-def as_env(where: str, field: str, value: object) -> dict[str, str]:
-    """Environment variables: string names, scalar values converted with ``str``."""
-    env = as_dict(where, field, value)
-    for name, item in env.items():
-        if not name or "=" in name or "\0" in name:
-            raise invalid(where, f"{field} key", "a variable name", name)
-        if not isinstance(item, str | int | float | bool):
-            raise invalid(where, f"{field}[{name!r}]", "a string or number", item)
-        env[name] = str(item)
-    return env
-
-
-def as_number(
-    where: str,
-    field: str,
-    value: object,
-    *,
-    minimum: float | None = None,
-    positive: bool = False,
-    maximum: float | None = None,
-) -> float:
-    """A finite real number (not a bool) within the given bounds, as a float."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise invalid(where, field, "a finite number", value)
-    if positive and value <= 0:
-        raise invalid(where, field, "> 0", value)
-    if minimum is not None and value < minimum:
-        raise invalid(where, field, f">= {minimum:g}", value)
-    if maximum is not None and value > maximum:
-        raise invalid(where, field, f"<= {maximum:g}", value)
-    return float(value)
-
-
-def as_seconds(where: str, field: str, value: object, *, positive: bool = False) -> float:
-    """A duration in seconds: a number or a ``datetime.timedelta``."""
-    if isinstance(value, dt.timedelta):
-        seconds = value.total_seconds()
-        if seconds < 0 or (positive and seconds == 0):
-            raise invalid(where, field, "a positive duration" if positive else ">= 0", value)
-        return seconds
-    return as_number(where, field, value, minimum=0, positive=positive)
-
-
-def as_int(where: str, field: str, value: object, *, minimum: int) -> int:
-    """An int (not a bool) ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(where, field, "an integer", value)
-    if value < minimum:
-        raise invalid(where, field, f">= {minimum}", value)
-    return value
-
-
-def as_choice(where: str, field: str, value: object, choices: Iterable[str]) -> str:
-    """One of ``choices`` (an Enum member counts by its value; case-insensitive)."""
-    options = tuple(choices)
-    raw = value.value if isinstance(value, enum.Enum) else value
-    if isinstance(raw, str) and raw.lower() in options:
-        return raw.lower()
-    raise invalid(where, field, "one of " + ", ".join(map(repr, options)), value)
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` with tuples as lists, enums as values, datetimes as ISO strings and config
-    objects as their ``to_dict()``, recursively: something msgspec (and JSON) can encode."""
-    if isinstance(value, ConfigObject):
-        return value.to_dict()
-    if isinstance(value, Mapping):
-        return {key: to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(item) for item in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return value
-
-
-def _rebuild(cls: type[ConfigObject], values: dict[str, Any]) -> ConfigObject:
-    return cls(**values)
-
-
-_DEFAULTS: dict[type[ConfigObject], dict[str, Any]] = {}
-
-
-class ConfigObject:
-    """Base of the read-only configuration values.
-
-    A subclass declares its fields as annotations (their order is the ``repr``/``to_dict``
-    order) and writes a keyword ``__init__`` that validates and calls ``self._set(...)``. This
-    base turns unknown or missing keywords into :class:`ConfigurationError` and provides
-    ``==``, ``hash``, ``repr``, ``replace``, ``to_dict`` and ``from_dict``. (Not dataclasses:
-    generating their methods would cost ``import engine`` milliseconds per class.) Pickling and
-    copying go through ``__init__`` again, so they re-validate.
-    """
-
-    _field_names: ClassVar[tuple[str, ...]] = ()
-    _allowed: ClassVar[frozenset[str]] = frozenset()
-    _positional: ClassVar[tuple[str, ...]] = ()
-    _required: ClassVar[tuple[str, ...]] = ()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._field_names = tuple(inspect.get_annotations(cls))
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            return
-        code = init.__code__
-        names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-        positional = names[1 : code.co_argcount]
-        required_pos = positional[: len(positional) - len(init.__defaults__ or ())]
-        kw_defaults = init.__kwdefaults__ or {}
-        required_kw = tuple(n for n in names[code.co_argcount :] if n not in kw_defaults)
-        cls._allowed = frozenset(names[1:])
-        cls._positional = positional
-        cls._required = required_pos + required_kw
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
-        for key in kwargs:
-            if key not in cls._allowed:
-                raise ConfigurationError(unknown_key(cls.__name__, key, cls._allowed))
-        given = {*cls._positional[: len(args)], *kwargs}
-        for name in cls._required:
-            if name not in given:
-                raise ConfigurationError(f"{cls.__name__}: {name} is required")
-        return super().__new__(cls)
-
-    def _set(self, **values: Any) -> None:
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
-
-    def _fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._field_names}
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is read-only; use .replace(...)")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is read-only; use .replace(...)")
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash((type(self), tuple(self._fields().items())))
-
-    def replace(self, **changes: Any) -> Self:
-        """A validated copy with ``changes`` applied."""
-        return type(self)(**{**self._fields(), **changes})
-
-    def _non_default(self) -> dict[str, Any]:
-        """The fields that differ from a default-constructed instance (all non-``None`` fields
-        when the class has no default instance)."""
-        cls = type(self)
-        defaults = _DEFAULTS.get(cls)
-        if defaults is None:
-            try:
-                defaults = cls()._fields()
-            except ConfigurationError:  # a required field, or "exactly one of" (Schedule)
-                defaults = dict(cls.__init__.__kwdefaults__ or {})
-            _DEFAULTS[cls] = defaults
-        return {
-            name: value
-            for name, value in self._fields().items()
-            if value is not None
-            and value != ()
-            and (name not in defaults or defaults[name] != value)
-        }
-
-    def __repr__(self) -> str:
-        body = ", ".join(f"{name}={value!r}" for name, value in self._non_default().items())
-        return f"{type(self).__name__}({body})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self._fields()))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field, JSON-friendly (for the event log); ``from_dict`` reverses it."""
-        return {name: to_jsonable(value) for name, value in self._fields().items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Build (and validate) an instance from a mapping such as ``to_dict()``'s output.
-
-        Raises:
-            ConfigurationError: ``data`` is not a mapping, or has an unknown key or bad value.
-        """
-        if not isinstance(data, Mapping):
-            raise invalid(cls.__name__, "data", "a mapping", data)
-        return cls(**{str(key): value for key, value in data.items()})
-
-
-# -- settings --------------------------------------------------------------------------------
 
 _MEMORY_UNITS = {
     "KB": 10**3,

@@ -139,6 +139,8 @@ class EventStore:
         self._closed = False
         self._reader_open = True
         self._inline = batch_writer.durability == "normal"
+        self._queued = 0  # requests sent to the writer task and not yet taken by it
+        self._writing = False  # a batch is being committed (by the writer task or inline)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -230,13 +232,64 @@ class EventStore:
             ConcurrencyError: ``expected_version`` is given and the stream is not at it.
             StoreError: the store is closed, an event cannot be encoded, or the write failed.
         """
-        req = self.submit(stream, events, expected_version)
-        if req is None:
-            return []
+        if (
+            self._inline
+            and not self._writing
+            and not self._queued
+            and len(events) <= _INLINE_ROWS
+            and self._failure is None
+            and not self._closed
+        ):
+            # Nothing is queued or being written: commit here, now, in submission order,
+            # without the two hand-offs to the writer task and back (a sequential pipeline
+            # appends one small batch at a time, and pays those hops on every step).
+            req = Request(stream, self._encode(stream, events), expected_version)
+            if not req.items:
+                return []
+            if self._commit_here(req):
+                if req.error is not None:
+                    raise req.error
+                return req.seqs
+            # Another process holds the write lock: queue it; the writer waits off the loop.
+            self._send.send_nowait(req)
+            self._queued += 1
+        else:
+            maybe = self.submit(stream, events, expected_version)
+            if maybe is None:
+                return []
+            req = maybe
         await req.done.wait()
         if req.error is not None:
             raise req.error
         return req.seqs
+
+    def _commit_here(self, req: Request) -> bool:
+        """Commit one request inline; False (nothing written) when the lock is held elsewhere."""
+        self._writing = True
+        try:
+            written = self._batch_writer.try_inline([req])
+        except Exception as exc:
+            req.seqs = []
+            req.error = self._translate(exc)
+            return True
+        finally:
+            self._writing = False
+        if written is None:
+            return False
+        if written.rows and self._subscribers:
+            records = written.records()
+            for sub in self._subscribers:
+                sub._deliver(records)
+        return True
+
+    def _encode(self, stream: str, events: Sequence[AnyEvent]) -> list[Any]:
+        try:
+            return _codec.encode_items(events)
+        except (msgspec.EncodeError, TypeError, OverflowError) as exc:
+            bad = next((e for e in events if not _encodes(e)), None)
+            raise StoreError(
+                f"cannot encode {type(bad).__name__} for stream {stream!r}: {exc}"
+            ) from exc
 
     def submit(
         self, stream: str, events: Sequence[AnyEvent], expected_version: int | None = None
@@ -251,13 +304,7 @@ class EventStore:
             raise StoreError(f"the writer of {self.path} stopped: {self._failure!r}")
         if self._closed:
             raise StoreError(f"the event store {self.path} is closed")
-        try:
-            items = _codec.encode_items(events)
-        except (msgspec.EncodeError, TypeError, OverflowError) as exc:
-            bad = next((e for e in events if not _encodes(e)), None)
-            raise StoreError(
-                f"cannot encode {type(bad).__name__} for stream {stream!r}: {exc}"
-            ) from exc
+        items = self._encode(stream, events)
         if not items:
             return None
         req = Request(stream, items, expected_version)
@@ -267,6 +314,7 @@ class EventStore:
             self._send.send_nowait(req)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise StoreError(f"the event store {self.path} is closed") from exc
+        self._queued += 1
         return req
 
     async def _run_writer(self, recv: MemoryObjectReceiveStream[Request]) -> None:
@@ -289,10 +337,15 @@ class EventStore:
                             break
                         batch.append(req)
                         rows += len(req.items)
+                    self._queued -= len(batch)
+                    self._writing = True
                     # A batch in flight always completes and reports: the thread commits
                     # regardless of cancellation, so its producers must hear the outcome.
-                    with anyio.CancelScope(shield=True):
-                        await self._commit(batch)
+                    try:
+                        with anyio.CancelScope(shield=True):
+                            await self._commit(batch)
+                    finally:
+                        self._writing = False
                     batch = []
             except BaseException as exc:
                 # Never leave a producer waiting on a writer that is gone.

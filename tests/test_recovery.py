@@ -64,13 +64,20 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def kill_blocked(
-    procs: list[subprocess.Popen[bytes]], folder: Path, pipeline: str, step: str
+    procs: list[subprocess.Popen[bytes]],
+    folder: Path,
+    pipeline: str,
+    step: str,
+    finished: tuple[str, ...] = (),
 ) -> str:
-    """Start ``pipeline`` in a process, SIGKILL it while ``step`` blocks; the run's id."""
+    """Start ``pipeline`` in a process, SIGKILL it while ``step`` blocks (and once the steps
+    named in ``finished`` are recorded as succeeded); the run's id."""
     (folder / "block").write_text(step)
     proc = start(pipeline)
     procs.append(proc)
     wait_for(lambda: (folder / f"{step}.blocked").exists() or proc.poll() is not None, step)
+    if finished:
+        wait_for(lambda: _succeeded(folder.parent, finished), f"{finished} to succeed")
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     proc.kill()
     proc.wait()
@@ -153,6 +160,21 @@ def test_kill_during_a_retry_wait_restores_the_timer(
     assert_verifies(evenflow_home)
 
 
+def _succeeded(tmp: Path, steps: tuple[str, ...]) -> bool:
+    conn = events.connect_database(tmp / "home" / "evenflow.db")
+    try:
+        done = {
+            event.step
+            for (payload,) in conn.execute(
+                "SELECT payload FROM events WHERE type = 'step.succeeded'"
+            )
+            if isinstance(event := events.decode(payload), events.StepSucceeded)
+        }
+    finally:
+        conn.close()
+    return set(steps) <= done
+
+
 def _only_run(home: Path) -> str:
     conn = events.connect_database(home / "evenflow.db")
     try:
@@ -165,7 +187,7 @@ def _only_run(home: Path) -> str:
 def test_a_dynamic_run_resumes_by_invocation_id(
     crashy: Path, procs: list[subprocess.Popen[bytes]], evenflow_home: Path
 ) -> None:
-    run_id = kill_blocked(procs, crashy, "fan", "work3")
+    run_id = kill_blocked(procs, crashy, "fan", "work3", finished=("work", "work_2", "work_3"))
     assert sorted(ran(crashy)) == ["work0", "work1", "work2", "work3"]
 
     view = Client().resume_run(run_id)
