@@ -46,10 +46,11 @@ from events import (
 )
 
 from ._cron import TickSpec, first_due, next_tick
+from ._lease import Lease, live_owner
 from ._log import get_logger
 from ._schedule_views import read_states
 from ._schedules import LOADING
-from .errors import PipelineRunFailedError, ScheduleError
+from .errors import PipelineRunFailedError, RunResumeError, ScheduleError
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -124,6 +125,7 @@ class ScheduleService:
         self._changed = anyio.Event()
         self._round = anyio.Event()
         self._broken: set[str] = set()  # schedules whose ticks cannot be computed (logged once)
+        self._leases: dict[str, Lease] = {}  # run id -> lease taken with its claim
 
     # -- state -----------------------------------------------------------------------------
 
@@ -184,18 +186,42 @@ class ScheduleService:
         run_id = str(uuid.uuid4())
         event = ScheduleTriggered(schedule_id=state.id, tick=tick, run_id=run_id)
         stream = projections.schedule_stream(state.id)
+        # The run's lease is taken before the claim is committed and held until the run ends:
+        # another service seeing the claim before the run's first event knows it is starting.
+        lease = Lease.acquire(self.engine.home.leases, run_id, self.engine.owner_id)
         try:
             seqs = await self.engine.store.append(stream, [event], expected_version=state.version)
         except ConcurrencyError:
+            lease.release()
             # Another service claimed a tick, or someone paused or deleted it: fold and re-decide.
             await self._refold(state.id)
             return None
+        except BaseException:
+            lease.release()
+            raise
+        self._leases[run_id] = lease
         self.fold(Recorded(seqs[0], stream, state.version + 1, tag_of(event), 0.0, event))
         log.info("tick_fired", schedule=state.name, tick=_iso(tick), run_id=run_id)
         return run_id
 
     async def start_run(self, state: projections.ScheduleState, tick: float, run_id: str) -> None:
-        """Start the run of a claimed tick (at most once per run id, across services)."""
+        """Start the run of a claimed tick (at most once per run id, across services: whoever
+        holds the run's lease starts it)."""
+        lease = self._leases.pop(run_id, None)
+        if lease is None:  # a recovered claim: take the lease, unless a live service holds it
+            try:
+                lease = Lease.acquire(self.engine.home.leases, run_id, self.engine.owner_id)
+            except RunResumeError:
+                log.info("run_already_started", schedule=state.name, run_id=run_id)
+                return
+        try:
+            await self._start(state, tick, run_id, lease)
+        finally:
+            lease.release()  # (already released by the run when it ran; releasing is idempotent)
+
+    async def _start(
+        self, state: projections.ScheduleState, tick: float, run_id: str, lease: Lease
+    ) -> None:
         token = LOADING.set(True)
         try:
             from .config import PipelineRunConfiguration
@@ -214,7 +240,7 @@ class ScheduleService:
             LOADING.reset(token)
         plan.run_id, plan.schedule_id, plan.tick = run_id, state.id, tick
         try:
-            view = await pipe._execute(self.engine, plan)
+            view = await pipe._execute(self.engine, plan, lease=lease)
         except ConcurrencyError:
             log.info("run_already_started", schedule=state.name, run_id=run_id)
             return
@@ -261,7 +287,7 @@ class ScheduleService:
             event = claimed[run_id].event
             assert isinstance(event, ScheduleTriggered)
             state = self.schedules.get(event.schedule_id)
-            if state is not None:
+            if state is not None and live_owner(self.engine.home.leases, run_id) is None:
                 log.info("claimed_tick_recovered", schedule=state.name, run_id=run_id)
                 tg.start_soon(self.start_run, state, event.tick, run_id)
 

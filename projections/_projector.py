@@ -25,35 +25,42 @@ from collections.abc import Iterable, Iterator, Sequence
 from events import Recorded, decode
 
 from . import _tables
+from ._bulk import bulk_load
 from ._cache import Cache
 from ._pass import Pass
 
-_PAGE = 2000  # events read per query while catching up
+_PAGE = 2000  # records of a batch folded between flush checks
+_CHUNK = 1000  # events decoded and folded at a time while reading the table
 _FLUSH = 20_000  # views held before writing them out during a long catch-up
 
 
 def _read_events(
     conn: sqlite3.Connection, after: int, before: int | None
 ) -> Iterator[list[Recorded]]:
-    """Committed events with ``after < seq < before``, decoded, page by page."""
-    while True:
-        sql = f"SELECT {_tables.EVENT_COLUMNS} FROM events WHERE seq > ?"
-        params: list[int] = [after]
-        if before is not None:
-            sql += " AND seq < ?"
-            params.append(before)
-        rows = conn.execute(sql + " ORDER BY seq LIMIT ?", (*params, _PAGE)).fetchall()
+    """Committed events with ``after < seq < before``, decoded, a chunk at a time.
+
+    One query, read as it goes: the fold writes only the projection's tables meanwhile, never
+    ``events``, so the cursor stays valid (and sees the same rows) until it is exhausted.
+    """
+    sql = f"SELECT {_tables.EVENT_COLUMNS} FROM events WHERE seq > ?"
+    params: list[int] = [after]
+    if before is not None:
+        sql += " AND seq < ?"
+        params.append(before)
+    cursor = conn.execute(sql + " ORDER BY seq", params)
+    while rows := cursor.fetchmany(_CHUNK):
         yield [
-            Recorded(seq, stream, version, type_, recorded_at, decode(payload), hash_)
-            for seq, stream, version, type_, recorded_at, payload, hash_ in rows
+            Recorded(seq, stream, version, type_, recorded_at, decode(payload))
+            for seq, stream, version, type_, recorded_at, payload in rows
         ]
-        if len(rows) < _PAGE:
-            return
-        after = rows[-1][0]
 
 
-def _fold(p: Pass, pages: Iterable[Sequence[Recorded]]) -> None:
+def _fold(p: Pass, pages: Iterable[Sequence[Recorded]], *, expect: bool) -> None:
+    """Fold pages in order, flushing whenever enough views are held. ``expect``: look up which
+    artifacts each page stores are new first (one query per page instead of one per artifact)."""
     for page in pages:
+        if expect:
+            p.expect(page)
         p.fold_all(page)
         if p.pending >= _FLUSH:
             p.flush()
@@ -109,9 +116,9 @@ class Projector:
         try:
             if not fresh or fresh[0].seq > done + 1:
                 # install folds everything new; apply folds the gap before its batch.
-                _fold(p, _read_events(conn, done, fresh[0].seq if fresh else None))
+                _fold(p, _read_events(conn, done, fresh[0].seq if fresh else None), expect=True)
             p.expect(fresh)
-            _fold(p, (fresh[i : i + _PAGE] for i in range(0, len(fresh), _PAGE)))
+            _fold(p, (fresh[i : i + _PAGE] for i in range(0, len(fresh), _PAGE)), expect=False)
             p.flush()
         except BaseException:
             cache.clear()
@@ -133,6 +140,9 @@ def rebuild(conn: sqlite3.Connection) -> int:
     (``BEGIN IMMEDIATE``) and commits it, or rolls it back on error. The rows it writes are
     byte-identical to the ones maintained incrementally.
 
+    The fold runs as a bulk load (see ``_bulk``), and the indexes only queries use are created
+    once the rows are in, within the same transaction.
+
     Returns:
         The number of events folded.
     """
@@ -140,13 +150,16 @@ def rebuild(conn: sqlite3.Connection) -> int:
     if own:
         conn.execute("BEGIN IMMEDIATE")
     try:
-        for table in _tables.TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-        _tables.create(conn)
-        conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, 0))
-        folded = Projector()._catch_up(conn, [])
-        if own:
-            conn.execute("COMMIT")
+        with bulk_load(conn):
+            for table in _tables.TABLES:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            _tables.create(conn, query_indexes=False)
+            conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, 0))
+            folded = Projector()._catch_up(conn, [])
+            for statement in _tables.QUERY_INDEXES:
+                conn.execute(statement)
+            if own:
+                conn.execute("COMMIT")  # while the page cache still holds the new pages
     except BaseException:
         if own and conn.in_transaction:
             conn.execute("ROLLBACK")

@@ -57,10 +57,6 @@ DDL = (
     schedule_id TEXT,
     view BLOB NOT NULL
 )""",
-    "CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, created_at)",
-    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at)",
-    "CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at)",
-    "CREATE INDEX IF NOT EXISTS runs_by_schedule ON runs (schedule_id, created_at)",
     """CREATE TABLE IF NOT EXISTS step_runs (
     run_id TEXT NOT NULL,
     step_id TEXT NOT NULL,
@@ -82,7 +78,6 @@ DDL = (
     created_at REAL NOT NULL
 )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS artifacts_by_name ON artifacts (name, version)",
-    "CREATE INDEX IF NOT EXISTS artifacts_by_run ON artifacts (run_id, step_id)",
     # A step run whose outputs may serve later cache hits (from step.succeeded's cache_key).
     # The key leads with the run, not the (random) cache key: a run's new entries then land on
     # a few adjacent index pages instead of one page each, and a run's entries are a range.
@@ -95,8 +90,17 @@ DDL = (
     outputs BLOB NOT NULL,
     PRIMARY KEY (run_id, step_id, cache_key)
 )""",
+)
+QUERY_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_by_schedule ON runs (schedule_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS artifacts_by_run ON artifacts (run_id, step_id)",
     "CREATE INDEX IF NOT EXISTS cache_by_step ON cache_entries (step_name, created_at)",
 )
+"""Indexes only queries use: folding never reads through them (it looks rows up by primary key,
+run name and artifact name), so a rebuild creates them after its rows are in."""
 _CHECKPOINTS_DDL = """CREATE TABLE IF NOT EXISTS projection_checkpoints (
     name TEXT PRIMARY KEY,
     seq INTEGER NOT NULL
@@ -137,7 +141,8 @@ SET_CHECKPOINT = (
     "INSERT INTO projection_checkpoints (name, seq) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
 )
-EVENT_COLUMNS = "seq, stream, version, type, recorded_at, payload, hash"
+EVENT_COLUMNS = "seq, stream, version, type, recorded_at, payload"
+"""The columns a fold reads of each event (not its chain hash: a fold never needs it)."""
 
 _tags_encoder = msgspec.json.Encoder()
 
@@ -180,11 +185,15 @@ def _values_sql(write: Write, rows: int) -> str:
     return f"{head} VALUES {','.join([marks] * rows)}{tail}"
 
 
-def create(conn: sqlite3.Connection) -> None:
+def create(conn: sqlite3.Connection, *, query_indexes: bool = True) -> None:
     """Create the tables and indexes that are missing, and this projection's checkpoint row.
 
     Without that row, the tables are dropped first: their rows were not folded under it (an
     older row layout, or an interrupted history), and the new checkpoint starts from seq 0.
+
+    Args:
+        query_indexes: also create :data:`QUERY_INDEXES` (a rebuild creates them once its rows
+            are written, which is faster than updating them row by row).
     """
     conn.execute(_CHECKPOINTS_DDL)
     found = conn.execute(
@@ -200,6 +209,9 @@ def create(conn: sqlite3.Connection) -> None:
         conn.execute(SET_CHECKPOINT, (CHECKPOINT, 0))
     for statement in DDL:
         conn.execute(statement)
+    if query_indexes:
+        for statement in QUERY_INDEXES:
+            conn.execute(statement)
 
 
 def run_row(view: RunView) -> RunRow:
