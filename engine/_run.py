@@ -346,10 +346,12 @@ class RunLoop:
 
     # -- acting ----------------------------------------------------------------------------
 
-    async def _append(self, events: Sequence[AnyEvent], expected: int | None = None) -> None:
+    async def _append(
+        self, events: Sequence[AnyEvent], expected: int | None = None, *, eager: bool = False
+    ) -> None:
         # Not shielded: if the run is cancelled while this waits, the request still commits
         # (it is queued), and _record_cancel settles every step that was decided but not run.
-        await self.engine.store.append(self.stream, events, expected)
+        await self.engine.store.append(self.stream, events, expected, eager=eager)
 
     async def _append_shielded(self, events: Sequence[AnyEvent]) -> None:
         with anyio.CancelScope(shield=True):
@@ -380,10 +382,12 @@ class RunLoop:
     async def _commit_and_launch(self, events: list[AnyEvent]) -> None:
         if self.ctx.pending_metadata:
             events.extend(self._metadata_events())
+        # No other step of this run is running: nothing would share this commit (a chain).
+        eager = self.running == 0
         launch = self._start_queued(events)
         self._maybe_close()
         if events:
-            await self._append(events)
+            await self._append(events, eager=eager)
         self._launch(launch)
 
     def _maybe_close(self) -> None:

@@ -224,25 +224,35 @@ class EventStore:
     # -- writing ---------------------------------------------------------------------------
 
     async def append(
-        self, stream: str, events: Sequence[AnyEvent], expected_version: int | None = None
+        self,
+        stream: str,
+        events: Sequence[AnyEvent],
+        expected_version: int | None = None,
+        *,
+        eager: bool = False,
     ) -> list[int]:
         """Append ``events`` to ``stream`` atomically; return their seqs once committed.
+
+        ``eager``: the caller has nothing else in flight (it waits for this commit before it
+        can do anything more), so batching with other appends cannot help it. When nothing
+        is queued or being written, the append then commits inline here, without the two
+        hand-offs to the writer task and back. Without it, appends are queued for the writer,
+        which commits whatever has accumulated in one transaction.
 
         Raises:
             ConcurrencyError: ``expected_version`` is given and the stream is not at it.
             StoreError: the store is closed, an event cannot be encoded, or the write failed.
         """
         if (
-            self._inline
+            eager
+            and self._inline
             and not self._writing
             and not self._queued
             and len(events) <= _INLINE_ROWS
             and self._failure is None
             and not self._closed
         ):
-            # Nothing is queued or being written: commit here, now, in submission order,
-            # without the two hand-offs to the writer task and back (a sequential pipeline
-            # appends one small batch at a time, and pays those hops on every step).
+            # Nothing is queued or being written: commit here, now, in submission order.
             req = Request(stream, self._encode(stream, events), expected_version)
             if not req.items:
                 return []
