@@ -33,6 +33,7 @@ import anyio
 import projections
 from events import ConcurrencyError, RunsDeleted
 
+from ._lease import live_owner
 from ._retention_plan import DeletionReport as DeletionReport
 from ._retention_plan import content_path, is_content_hash, logs_dir, plan_deletion
 from .errors import ArtifactError
@@ -212,8 +213,10 @@ async def collect_garbage(
         raise ValueError(f"older_than_days must be >= 0, got {older_than_days}")
     cutoff = (time.time() if now is None else now) - older_than_days * _DAY
     old = await engine.store.run_read(projections.runs_created_before, cutoff)
-    finished = [r.id for r in old if r.status.is_finished]
-    skipped = [r for r in old if not r.status.is_finished]
+    leases = engine.home.leases
+    done = {r.id for r in old if r.status.is_finished and live_owner(leases, r.id) is None}
+    finished = [r.id for r in old if r.id in done]
+    skipped = [r for r in old if r.id not in done]  # running, or being resumed
     why = reason if reason is not None else f"gc --older-than {older_than_days:g} days"
     report = await delete_runs(engine, finished, reason=why, dry_run=dry_run)
     swept, swept_logs = ([], []) if dry_run else await _sweep(engine)

@@ -17,6 +17,7 @@ import anyio
 import projections
 from events import ModelArtifactLinked, StepCached
 
+from ._lease import live_owner
 from .errors import RetentionError
 
 if TYPE_CHECKING:
@@ -139,6 +140,12 @@ async def plan_deletion(engine: Engine, run_ids: Iterable[str]) -> tuple[Deletio
             raise RetentionError(
                 f"run {view.name!r} ({view.id}) is {view.status.value}: only finished runs can"
                 " be deleted (cancel it, or wait for it to end)"
+            )
+        owner = live_owner(engine.home.leases, view.id)
+        if owner is not None:  # a crashed run that another process is resuming right now
+            raise RetentionError(
+                f"run {view.name!r} ({view.id}) is being resumed (pid {owner.pid} on "
+                f"{owner.host} holds its lease): only finished runs can be deleted"
             )
         runs.append(view)
     runs.sort(key=lambda r: (r.created_at, r.id))

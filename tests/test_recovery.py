@@ -304,3 +304,28 @@ def test_two_processes_run_pipelines_on_one_home_at_once(
     )
     assert not list((evenflow_home / "leases").iterdir())  # released with the runs
     assert_verifies(evenflow_home)
+
+
+def test_a_crashed_run_being_resumed_is_not_deleted(
+    crashy: Path, procs: list[subprocess.Popen[bytes]], evenflow_home: Path
+) -> None:
+    """Deleting races resuming: while a process holds the crashed run's lease (resuming it),
+    `runs delete` refuses and `gc` skips it."""
+    from engine._lease import Lease
+    from engine.errors import RetentionError
+
+    run_id = kill_blocked(procs, crashy, "chain", "middle")
+    assert Client().get_pipeline_run(run_id).status == ExecutionStatus.CRASHED
+    lease = Lease.acquire(evenflow_home / "leases", run_id, "a-resumer")
+    try:
+        with pytest.raises(RetentionError, match="being resumed"):
+            Client().delete_pipeline_run(run_id)
+        gc = subprocess.run(
+            [*EVENFLOW, "gc", "--older-than", "0", "--json"], capture_output=True, text=True
+        )
+        assert gc.returncode == 0, gc.stderr
+        assert Client().get_pipeline_run(run_id).id == run_id  # still there
+    finally:
+        lease.release()
+    Client().delete_pipeline_run(run_id)  # once nobody holds it, it can go
+    assert Client().list_pipeline_runs() == []
