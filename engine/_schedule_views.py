@@ -1,8 +1,10 @@
 """What users see of a schedule (:class:`ScheduleView`), and reading schedules from a home.
 
-A schedule's state is folded from its own stream (``projections.fold_schedules``); the view adds
-what depends on the time it is looked at: its status and when it fires next. Its last run's
-status comes from the runs projection.
+A schedule's state is its own stream folded (``projections.evolve_schedule``), read from the
+stream's tail (``projections.fold_schedule_tail``): a stream gains one ``schedule.triggered``
+per fired tick, so reading costs a few indexed queries per schedule, not one decoded row per
+tick ever fired. The view adds what depends on the time it is looked at: its status and when it
+fires next. Its last run's status comes from the runs projection.
 
 Statuses: ``active`` (will fire), ``paused``, ``finished`` (no tick left: its end time has
 passed, or its run-once tick has fired), ``deleted``, and ``error`` (its ticks cannot be
@@ -24,10 +26,24 @@ from ._cron import TickSpec, upcoming
 from .enums import ExecutionStatus
 from .errors import ScheduleError, ScheduleNotFoundError
 
+_COLUMNS = "seq, stream, version, type, recorded_at, payload, hash"
 _PREFIX = "schedule."
-_SELECT = (
-    "SELECT seq, stream, version, type, recorded_at, payload, hash FROM events "
-    "WHERE type >= ? AND type < ? ORDER BY seq"
+_END = "schedule.\U0010ffff"
+_TICK = "schedule.triggered"
+# Every schedule event but the ticks: two ranges of the events_by_type index, on either side of
+# schedule.triggered (created, paused, resumed, deleted: a few rows per schedule).
+_NOT_TICKS = (
+    f"SELECT {_COLUMNS} FROM events WHERE type >= ? AND type < ? UNION ALL "
+    f"SELECT {_COLUMNS} FROM events WHERE type > ? AND type < ? ORDER BY seq"
+)
+_HEAD = f"SELECT {_COLUMNS} FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1"
+# ``+type`` keeps SQLite on UNIQUE(stream, version), walking down from the stream's head (past
+# a few pauses or resumes at most), instead of the type index (every tick of every schedule).
+_NEWEST_TICK = (
+    f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND +type = ? ORDER BY version DESC LIMIT 1"
+)
+_WHOLE_STREAM = (
+    f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND +type >= ? AND +type < ? ORDER BY version"
 )
 
 
@@ -136,11 +152,49 @@ def view_of(
     )
 
 
+def _record(row: tuple[Any, ...]) -> Recorded:
+    return Recorded(row[0], row[1], row[2], row[3], row[4], decode(row[5]), row[6])
+
+
+def _tail_state(
+    conn: sqlite3.Connection, schedule_id: str, records: list[Recorded]
+) -> projections.ScheduleState:
+    """The state of a schedule from ``records`` (its stream's events but the ticks) and the
+    stream's tail: its head row and its newest tick (one or two indexed queries)."""
+    stream = projections.schedule_stream(schedule_id)
+    head = conn.execute(_HEAD, (stream,)).fetchone()
+    state: projections.ScheduleState | None
+    if _PREFIX <= head[3] < _END:
+        tick = head if head[3] == _TICK else conn.execute(_NEWEST_TICK, (stream, _TICK)).fetchone()
+        state = projections.fold_schedule_tail(
+            records,
+            None if tick is None else _record(tick),
+            version=head[2],
+            last_seq=head[0],
+        )
+    else:  # something else was appended to the stream: fold it whole, as it always was
+        rows = conn.execute(_WHOLE_STREAM, (stream, _PREFIX, _END)).fetchall()
+        state = projections.fold_schedules(map(_record, rows)).get(schedule_id)
+    assert state is not None  # records hold its schedule.created
+    return state
+
+
 def read_states(conn: sqlite3.Connection) -> dict[str, projections.ScheduleState]:
-    """Every schedule of the database, folded from its ``schedule.*`` events."""
-    rows = conn.execute(_SELECT, (_PREFIX, _PREFIX + "\U0010ffff")).fetchall()
-    records = (Recorded(r[0], r[1], r[2], r[3], r[4], decode(r[5]), r[6]) for r in rows)
-    return projections.fold_schedules(records)
+    """Every schedule of the database, as folding its ``schedule.*`` events would give.
+
+    Reads the events that are not ticks (a few per schedule), then each stream's head and
+    newest tick, so the cost does not grow with the ticks fired. Schedules come in the order
+    of their ``schedule.created``, as a fold of the whole log would meet them.
+    """
+    rows = conn.execute(_NOT_TICKS, (_PREFIX, _TICK, _TICK, _END)).fetchall()
+    records = [_record(row) for row in rows]
+    by_stream: dict[str, list[Recorded]] = {}
+    for rec in records:
+        by_stream.setdefault(rec.stream, []).append(rec)
+    created = projections.fold_schedules(records)  # ignores ticks: only which schedules exist
+    return {
+        sid: _tail_state(conn, sid, by_stream[projections.schedule_stream(sid)]) for sid in created
+    }
 
 
 def find_state(

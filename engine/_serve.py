@@ -17,7 +17,8 @@ Invariants the "never twice, never skipped" promise relies on:
 * A service that stops between claiming and starting leaves a claimed tick without a run; the
   next service to start finds it (a ``schedule.triggered`` whose run stream is empty) and starts
   it. So a tick is claimed once and its run started once; missed ticks are found from the last
-  claimed one (see ``_cron.due_ticks`` for ``catchup``).
+  claimed one (see ``_cron.due_ticks`` for ``catchup``). Only the newest claims of a stream can
+  be without a run (see ``_orphan_claims``), so a start reads those, not every tick ever fired.
 
 Runs are started in the service's task group, on its engine. A pipeline that cannot be imported
 or compiled when its tick fires gets a run that failed (``run.created`` + ``run.failed`` with
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 
 log = get_logger("evenflow.serve")
 _CHUNK = 500  # run ids per query when looking for claimed ticks without a run
+_RECENT = 64  # claims per page when walking a schedule's claims newest first (_orphan_claims)
+_ABOVE_ALL = 2**63 - 1  # a version above any stream's head (SQLite's largest integer)
 _POLL = 0.25  # seconds between two safety reads of new schedule events (see _poll)
 _MAX_CONFLICTS = 100  # lost claims in a row before a schedule waits for the next round
 
@@ -93,6 +96,45 @@ def _missing_runs(conn: Any, run_ids: list[str]) -> list[str]:
         ).fetchall()
         found.update(row[0] for row in rows)
     return [rid for rid in run_ids if rid not in found]
+
+
+def _orphan_claims(conn: Any, streams: list[str]) -> list[Recorded]:
+    """The claims (``schedule.triggered`` with a run id) of these schedule streams whose run
+    has no event, oldest first.
+
+    A claim's run is started right after it is claimed, so only the newest claims of a stream
+    can lack a run: those whose service stopped in between. Their starts run concurrently (a
+    catchup burst claims many ticks before the first run is created), so a newer claim's run
+    may exist while an older one's does not. Each stream's claims are therefore read newest
+    first, a page of ``_RECENT`` at a time, until a whole page has all its runs: an orphan
+    older than that would have needed more than ``_RECENT`` starts in flight, out of order,
+    when its service stopped (pipelines load on anyio's 40 worker threads).
+    """
+    orphans: list[Recorded] = []
+    for stream in streams:
+        below = _ABOVE_ALL  # the version of the oldest claim read so far
+        while True:
+            rows = conn.execute(
+                "SELECT seq, stream, version, type, recorded_at, payload, hash FROM events "
+                "WHERE stream = ? AND version < ? AND +type = ? ORDER BY version DESC LIMIT ?",
+                (stream, below, "schedule.triggered", _RECENT),
+            ).fetchall()
+            claims = [Recorded(r[0], r[1], r[2], r[3], r[4], decode(r[5]), r[6]) for r in rows]
+            run_ids = [
+                c.event.run_id
+                for c in claims
+                if isinstance(c.event, ScheduleTriggered) and c.event.run_id
+            ]
+            missing = set(_missing_runs(conn, run_ids))
+            orphans.extend(
+                c
+                for c in claims
+                if isinstance(c.event, ScheduleTriggered) and c.event.run_id in missing
+            )
+            if not missing or len(rows) < _RECENT:
+                break
+            below = rows[-1][2]
+    return sorted(orphans, key=lambda rec: rec.seq)
 
 
 def _schedule_events_after(conn: Any, cursor: int) -> tuple[list[Recorded], int]:
@@ -147,8 +189,12 @@ class ScheduleService:
             self._changed.set()
 
     async def _refold(self, schedule_id: str) -> None:
+        """Fold what the stream gained since the state folded (the versions before it would
+        change nothing: folding is idempotent), not the whole stream."""
         stream = projections.schedule_stream(schedule_id)
-        for rec in await self.engine.store.read_stream(stream):
+        state = self.schedules.get(schedule_id)
+        since = 0 if state is None else state.version
+        for rec in await self.engine.store.read_stream(stream, from_version=since):
             self.fold(rec)
 
     # -- firing ----------------------------------------------------------------------------
@@ -274,18 +320,12 @@ class ScheduleService:
 
     async def _recover(self, tg: anyio.abc.TaskGroup) -> None:
         """Start the runs of ticks that were claimed but never started (a service stopped
-        in between)."""
-        claimed = {
-            rec.event.run_id: rec
-            for rec in await self.engine.store.read_by_type("schedule.triggered")
-            if isinstance(rec.event, ScheduleTriggered) and rec.event.run_id
-        }
-        if not claimed:
-            return
-        missing = await self.engine.store.run_read(_missing_runs, list(claimed))
-        for run_id in missing:
-            event = claimed[run_id].event
+        in between): the newest claims of each schedule (see ``_orphan_claims``)."""
+        streams = [projections.schedule_stream(sid) for sid in self.schedules]
+        for rec in await self.engine.store.run_read(_orphan_claims, streams):
+            event = rec.event
             assert isinstance(event, ScheduleTriggered)
+            run_id = event.run_id
             state = self.schedules.get(event.schedule_id)
             if state is not None and live_owner(self.engine.home.leases, run_id) is None:
                 log.info("claimed_tick_recovered", schedule=state.name, run_id=run_id)

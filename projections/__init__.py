@@ -28,6 +28,7 @@ from ._run_reducer import evolve_run as evolve_run
 from ._schedules import SCHEDULE_STREAM_PREFIX as SCHEDULE_STREAM_PREFIX
 from ._schedules import ScheduleState as ScheduleState
 from ._schedules import evolve_schedule as evolve_schedule
+from ._schedules import fold_schedule_tail as fold_schedule_tail
 from ._schedules import fold_schedules as fold_schedules
 from ._schedules import schedule_stream as schedule_stream
 from ._status import ExecutionStatus as ExecutionStatus
@@ -65,6 +66,7 @@ __all__ = [
     "ScheduleState",
     "evolve_schedule",
     "fold_schedules",
+    "fold_schedule_tail",
     "schedule_stream",
     "SCHEDULE_STREAM_PREFIX",
     "runs_created_before",

@@ -10,11 +10,15 @@ twice.
 Pure and idempotent: a record of another stream, or one whose version the state has already
 folded, returns the same state object, so records may be delivered more than once (a service
 folds its own claim at once and sees it again when it tails the log).
+
+A stream gains one ``schedule.triggered`` per fired tick (86,400 a day for an every-second
+schedule), so readers do not fold it whole: :func:`fold_schedule_tail` computes the same state
+from the stream's other events, its newest tick and its head.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, assert_never
 
 import msgspec
@@ -204,6 +208,47 @@ def evolve_schedule(state: ScheduleState | None, rec: Recorded) -> ScheduleState
             return replace(state, **seen)  # not a schedule event: only the version moves
         case _:
             assert_never(event)
+
+
+def fold_schedule_tail(
+    records: Sequence[Recorded], newest_tick: Recorded | None, *, version: int, last_seq: int
+) -> ScheduleState | None:
+    """A schedule's state from the few records that decide it: equal to folding its stream.
+
+    Exact for streams as the engine writes them, whose invariants it relies on:
+
+    * versions are dense (the writer numbers them, the table is append-only), so the ticks
+      fired are the versions after ``schedule.created`` that are not one of ``records``;
+    * ticks are claimed in increasing order (a claim is computed after the folded last tick
+      and appended at the folded version), so the newest ``schedule.triggered`` carries the
+      newest tick and its run;
+    * the stream holds only ``schedule.*`` events (nothing else appends to ``schedule:<id>``).
+
+    Args:
+        records: every record of the stream but its ``schedule.triggered`` ones, in version
+            order (one ``schedule.created``, and the pauses, resumes and deletes).
+        newest_tick: the stream's newest ``schedule.triggered``, if any.
+        version: the version of the stream's newest record.
+        last_seq: the seq of the stream's newest record.
+
+    Returns:
+        The state, or None when ``records`` hold no ``schedule.created`` of this stream.
+    """
+    ordered = sorted(
+        [*records, *([] if newest_tick is None else [newest_tick])], key=lambda rec: rec.version
+    )
+    state: ScheduleState | None = None
+    created = 0
+    for rec in ordered:
+        if state is None:
+            state = evolve_schedule(None, rec)
+            created = 0 if state is None else state.version
+        else:
+            state = evolve_schedule(state, rec)
+    if state is None:
+        return None
+    others = sum(1 for rec in records if created < rec.version <= version)
+    return replace(state, fired=version - created - others, version=version, last_seq=last_seq)
 
 
 def fold_schedules(

@@ -635,7 +635,7 @@ def test_exported_names() -> None:
         "list_runs", "get_steps", "get_run_state", "list_artifact_versions",
         "get_artifact_version", "checkpoint", "MIN_PREFIX", "CacheEntry", "cache_entries",
         "cache_entries_of_pipeline", "ScheduleState", "evolve_schedule", "fold_schedules",
-        "schedule_stream", "SCHEDULE_STREAM_PREFIX", "runs_created_before",
+        "fold_schedule_tail", "schedule_stream", "SCHEDULE_STREAM_PREFIX", "runs_created_before",
         "artifacts_of_runs", "artifacts_with_content",
     }  # fmt: skip
     for name in projections.__all__:
