@@ -337,22 +337,17 @@ class ArtifactStore:
         # this store, and not found missing since): the hot path of a step loading its input.
         digest = ref.content_hash
         data = self._recent.get(digest)
-        if ref.uri.startswith(DATA_URI):
-            try:
-                data = base64.b64decode(ref.uri[len(DATA_URI) :], validate=True)
-                codec = cast(BytesCodec, materializer("", self._files))
-                return codec._from_bytes(data, data_type)
-            except Exception as exc:
-                raise ArtifactError(
-                    f"{label} cannot be loaded by {ref.materializer}: {exc}"
-                ) from exc
-        if (
+        inline = ref.uri.startswith(DATA_URI)
+        if inline or (
             data is not None
             and digest in self._known
             and ref.uri == f"{digest[:2]}/{digest}"
             and _uses_bytes(materializer)
         ):
             try:
+                if inline:
+                    data = base64.b64decode(ref.uri[len(DATA_URI) :], validate=True)
+                assert data is not None
                 codec = cast(BytesCodec, materializer("", self._files))
                 return codec._from_bytes(data, data_type)
             except Exception as exc:
