@@ -17,8 +17,9 @@ Invariants the concurrency relies on:
   into place with one ``os.replace``/``os.rename``. Two writers of the same hash write equal
   bytes, so whichever move lands last changes nothing.
 * ``_known`` only ever holds hashes whose file this process has seen in place; a save of a
-  known hash does no file system call at all. Files are deleted only through :meth:`delete`
-  (or noticed missing by :meth:`load`/:meth:`exists`), which forget the hash.
+  known hash costs one ``stat`` (another process's ``gc`` may have removed the file: then it
+  is written again) and no write. Files are deleted through :meth:`delete`, or noticed missing
+  by a save, :meth:`load` or :meth:`exists`, which forget the hash.
 * Set operations are atomic under the GIL, so no lock is needed; the materializer caches
   (:class:`~engine._materializers_select.Plans`) are safe for the same reason.
 """
@@ -138,8 +139,9 @@ class ArtifactStore:
         materializer: type[BaseMaterializer] | None = None,
         data_type: type[Any] | None = None,
     ) -> ArtifactRef | None:
-        """Like :meth:`save` when the content is already stored (no file system call at all);
-        None when saving would write a file, so the caller can do that off the event loop."""
+        """Like :meth:`save` when the content is already stored (inline, or a file this store
+        knows, checked with one ``stat``); None when saving would write a file, so the caller
+        can do that off the event loop."""
         return self._save(value, name, materializer, data_type, write=False)
 
     def _save(
@@ -164,6 +166,10 @@ class ArtifactStore:
             if size <= self._inline_max and self._inline_max:  # 0: never, not even b""
                 uri = DATA_URI + base64.b64encode(data).decode("ascii")
             else:
+                if digest in self._known and not os.path.exists(
+                    os.path.join(self._root, digest[:2], digest)
+                ):
+                    self._forget(digest)  # removed behind our back (another process's gc)
                 if digest not in self._known:
                     if not write:
                         return None

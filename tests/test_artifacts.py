@@ -534,16 +534,17 @@ def test_missing_file_is_an_artifact_error_naming_it(store: ArtifactStore) -> No
     assert store.load(again) == [1, 2, 3]
 
 
-def test_known_hashes_skip_the_file_system(store: ArtifactStore) -> None:
+def test_a_missing_known_file_is_noticed(store: ArtifactStore) -> None:
     first = store.save(None, name="output")
     store.path_of(first).unlink()  # behind the store's back
-    store.save(None, name="output")
-    assert not store.path_of(first).exists()  # no syscall: the hash was known
     assert not store.exists(first)  # exists() checks the disk and forgets the hash
     with pytest.raises(ArtifactError, match="is missing"):
         store.load(first)
-    store.save(None, name="output")  # the failed load made it forget
+    store.save(None, name="output")  # a save writes it again
     assert store.load(first) is None
+    store.path_of(first).unlink()
+    store.save(None, name="output")  # also while the hash is still known (one stat)
+    assert store.path_of(first).exists()
 
 
 def test_delete_forgets_the_content(store: ArtifactStore) -> None:
@@ -675,3 +676,17 @@ def test_check_output_type_unannotated() -> None:
     import inspect
 
     check_output_type("s", "output", object(), inspect.Parameter.empty)
+
+
+def test_a_known_file_removed_by_another_process_is_written_again(store: ArtifactStore) -> None:
+    """A long-lived process (``evenflow serve``) must not record content whose file another
+    process's ``gc`` removed since this store wrote it."""
+    value = "x" * 2000
+    first = store.save(value, name="output")
+    path = store.path_of(first)
+    path.unlink()  # what another process's gc does
+    again = store.save_if_known(value, name="output")
+    assert again is None  # not known any more: the caller writes it (off the event loop)
+    second = store.save(value, name="output")
+    assert store.path_of(second).exists()
+    assert store.load(second) == value
