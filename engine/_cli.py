@@ -37,13 +37,18 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 app = typer.Typer(
+    rich_markup_mode=None,  # plain click help: rich's help renderer costs ~200 ms at startup
     name="evenflow",
     help="evenflow: an async, event-sourced pipeline engine with ZenML's API.",
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-runs_app = typer.Typer(help="Inspect pipeline runs.", pretty_exceptions_enable=False)
+runs_app = typer.Typer(
+    rich_markup_mode=None,  # plain click help: rich's help renderer costs ~200 ms at startup
+    help="Inspect pipeline runs.",
+    pretty_exceptions_enable=False,
+)
 app.add_typer(runs_app, name="runs")
 app.add_typer(secret_app, name="secret")
 app.add_typer(schedule_app, name="schedule")

@@ -25,11 +25,14 @@ if TYPE_CHECKING:
 _RUN_HELP = "A run id, id prefix (8+ chars), run name, or 'latest'."
 
 audit_app = typer.Typer(
+    rich_markup_mode=None,  # plain click help: rich's help renderer costs ~200 ms at startup
     help="Check the log's hash chain and triggers; export a run's events.",
     pretty_exceptions_enable=False,
 )
 projections_app = typer.Typer(
-    help="Maintain the views folded from the log.", pretty_exceptions_enable=False
+    rich_markup_mode=None,  # plain click help: rich's help renderer costs ~200 ms at startup
+    help="Maintain the views folded from the log.",
+    pretty_exceptions_enable=False,
 )
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._schedule_views import ScheduleView
 
 schedule_app = typer.Typer(
+    rich_markup_mode=None,  # plain click help: rich's help renderer costs ~200 ms at startup
     help="Manage schedules (register them with p.run(schedule=Schedule(...))).",
     pretty_exceptions_enable=False,
 )

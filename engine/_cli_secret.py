@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._secrets import SecretStore
 
 secret_app = typer.Typer(
+    rich_markup_mode=None,  # plain click help: rich's help renderer costs ~200 ms at startup
     help="Manage secrets: named KEY=VALUE sets exposed to steps as environment variables.",
     pretty_exceptions_enable=False,
 )
