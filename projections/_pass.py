@@ -25,7 +25,7 @@ from . import _deletion, _tables
 from ._cache import Cache, Creation, StepKey
 from ._run_reducer import evolve_run
 from ._specs import Specs, specs_of
-from ._step_reducer import born, evolve_known, evolve_step, step_of
+from ._step_reducer import HOT, born, evolve_known, evolve_step, step_of
 from ._views import RunView, StepView, decode_step
 
 _outputs_encoder = msgspec.msgpack.Encoder()
@@ -46,8 +46,12 @@ class Pass:
     back once per flush, in multi-row statements (:func:`_tables.write_many`).
     """
 
-    def __init__(self, conn: sqlite3.Connection, cache: Cache) -> None:
+    def __init__(self, conn: sqlite3.Connection, cache: Cache, *, empty: bool = False) -> None:
         self.conn = conn
+        # Empty: the artifacts table was empty when this pass began (a rebuild), so an artifact
+        # is stored iff this pass stored it, and ``artifact_ids`` (then never cleared) says so
+        # without a query. A deletion ends that (its rows leave the table).
+        self.fresh = empty
         self.cache = cache
         self.runs = cache.runs
         self.steps = cache.steps
@@ -127,6 +131,8 @@ class Pass:
 
     def expect(self, records: Sequence[Recorded]) -> None:
         """Look up in one query which of the artifacts ``records`` store are new."""
+        if self.fresh:
+            return  # ``artifact_ids`` knows (see __init__)
         ids = [rec.event.artifact.id for rec in records if type(rec.event) is ArtifactStored]
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
@@ -139,8 +145,34 @@ class Pass:
         if not records:
             return
         fold = self.fold
+        hot_of = HOT.get
+        runs_get = self.runs.get
+        steps, dirty = self.steps, self.dirty_steps
+        steps_get = steps.get
         for rec in records:
-            fold(rec)
+            # Fast path: fold() inlined for an event of HOT (one that never changes a run-level
+            # field, so evolve_run would return the run as it is) of a run in memory.
+            event = rec.event
+            cls = type(event)
+            hot = hot_of(cls)
+            if hot is not None and runs_get(rec.stream) is not None:
+                # Every HOT event names its step (a str).
+                key: StepKey = (rec.stream, event.step)  # type: ignore[union-attr,assignment]
+                if cls is ArtifactStored:
+                    self._artifact(rec, cast(ArtifactStored, event))
+                view = steps_get(key)
+                if view is None:
+                    view = self._load_step(key)
+                    if view is None:
+                        continue  # an unknown step: no HOT event declares one
+                new = hot(view, event, rec.recorded_at, rec.seq)
+                if new is not view:
+                    steps[key] = new
+                    dirty[key] = new
+                    if cls is StepSucceeded and new.cache_key:
+                        self._cache_entry(rec, key[1], new, cast(StepSucceeded, event))
+            else:
+                fold(rec)
         self.last_seq = records[-1].seq
         self.folded += len(records)
 
@@ -192,23 +224,33 @@ class Pass:
                 return
         self.steps[key] = new
         self.dirty_steps[key] = new
-        if new.cache_key and isinstance(event, StepSucceeded) and event.cache_key:
-            outputs = {name: refs[0] for name, refs in new.outputs.items() if refs}
-            self.cache_entries.append(
-                (
-                    event.cache_key,
-                    stream,
-                    step_id,
-                    new.name,
-                    rec.recorded_at,
-                    _outputs_encoder.encode(outputs),
-                )
+        if new.cache_key and isinstance(event, StepSucceeded):
+            self._cache_entry(rec, step_id, new, event)
+
+    def _cache_entry(
+        self, rec: Recorded, step_id: str, new: StepView, event: StepSucceeded
+    ) -> None:
+        """A ``cache_entries`` row for a step that succeeded with a cache key (if it has one)."""
+        if not event.cache_key:
+            return
+        outputs = {name: refs[0] for name, refs in new.outputs.items() if refs}
+        self.cache_entries.append(
+            (
+                event.cache_key,
+                rec.stream,
+                step_id,
+                new.name,
+                rec.recorded_at,
+                _outputs_encoder.encode(outputs),
             )
+        )
 
     def _runs_deleted(self, event: RunsDeleted) -> None:
         """Deleted runs leave the tables. The rows folded so far are written out first, so the
         deletion sees them however the log was batched (see ``_deletion``)."""
         self.flush()
+        self.fresh = False  # rows leave the table: look artifacts up in it from now on
+        self.artifact_ids.clear()
         _deletion.delete_rows(self.conn, event)
         _deletion.forget(self.cache, event)
         self.missing_runs.update(event.run_ids)
@@ -233,7 +275,9 @@ class Pass:
         if ref.id in self.artifact_ids:
             return
         self.artifact_ids.add(ref.id)
-        if ref.id in self.absent_artifacts:
+        if self.fresh:
+            pass  # not stored by this pass, so not in the table (see __init__)
+        elif ref.id in self.absent_artifacts:
             self.absent_artifacts.discard(ref.id)  # from now on, its row may exist
         elif self.conn.execute("SELECT 1 FROM artifacts WHERE id = ?", (ref.id,)).fetchone():
             return  # recorded again (a resumed run): the artifact keeps its first version
@@ -275,5 +319,6 @@ class Pass:
         if self.last_seq is not None:
             conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, self.last_seq))
         self.cache.trim()
-        self.artifact_ids.clear()
+        if not self.fresh:
+            self.artifact_ids.clear()
         self.names.clear()

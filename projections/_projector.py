@@ -80,6 +80,9 @@ class Projector:
 
     def __init__(self, *, cache_size: int = 32_768) -> None:
         self._cache = Cache(cache_size)
+        # Set by rebuild on its own projector: the next fold starts from freshly created, empty
+        # tables (see Pass). Only that one fold: it writes rows.
+        self._empty = False
 
     def install(self, conn: sqlite3.Connection) -> None:
         """Create the tables if they are missing and fold the events they have not seen yet.
@@ -112,7 +115,8 @@ class Projector:
         if batch and not fresh:
             return 0  # already folded (a retried transaction)
         cache.at = None  # trusted again only once this fold has completed
-        p = Pass(conn, cache)
+        p = Pass(conn, cache, empty=self._empty)
+        self._empty = False
         try:
             if not fresh or fresh[0].seq > done + 1:
                 # install folds everything new; apply folds the gap before its batch.
@@ -155,7 +159,9 @@ def rebuild(conn: sqlite3.Connection) -> int:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             _tables.create(conn, query_indexes=False)
             conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, 0))
-            folded = Projector()._catch_up(conn, [])
+            projector = Projector()
+            projector._empty = True
+            folded = projector._catch_up(conn, [])
             for statement in _tables.QUERY_INDEXES:
                 conn.execute(statement)
             if own:
