@@ -14,7 +14,6 @@ loop, one transaction per step (what a minimal engine logging the same events wo
 from __future__ import annotations
 
 import logging
-import sqlite3
 import tempfile
 import time
 from collections import defaultdict
@@ -31,14 +30,11 @@ from benchmarks._common import (
     environment,
     parser,
     peak_rss_mb,
+    plain_insert_rate,
     read_rows,
     stopwatch,
 )
 
-_INSERT = (
-    "INSERT INTO events (seq, stream, version, type, recorded_at, payload, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
 W3_STEPS = 20
 W3_SLEEP_S = 0.5
 NAMES = (
@@ -165,27 +161,16 @@ def floor_per_step(
     db: Path, run_id: str, steps: int, scratch: Path, *, synchronous: str = "NORMAL"
 ) -> float:
     """Seconds per step for a plain sqlite3 loop writing this run's rows, one commit per step."""
-    from events import _schema, decode
+    from events import decode
 
     per_step: dict[str, list[Any]] = defaultdict(list)
     for row in read_rows(db):
         if row[1] == run_id:
             per_step[getattr(decode(row[5]), "step", None) or ""].append(row)
-    conn = sqlite3.connect(scratch, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
-        conn.execute("BEGIN IMMEDIATE")
-        _schema.initialise_in_tx(conn)
-        conn.execute("COMMIT")
-        with stopwatch() as sw:
-            for group in per_step.values():
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_INSERT, group)
-                conn.execute("COMMIT")
-    finally:
-        conn.close()
-    return sw.seconds / steps
+    groups = list(per_step.values())
+    rows = sum(len(group) for group in groups)
+    rate = plain_insert_rate(scratch, groups, synchronous=synchronous)  # rows per second
+    return rows / rate / steps
 
 
 def check_run(name: str, spec: Spec, run: Any, *, cached: bool = False) -> None:

@@ -34,11 +34,12 @@ def unowned_runs(home: Home, conn: sqlite3.Connection) -> list[str]:
     return [run_id for (run_id,) in rows if live_owner(home.leases, run_id) is None]
 
 
-async def _still_unfinished(engine: Engine, run_id: str) -> bool:
-    status = await engine.store.run_read(
+async def _status(engine: Engine, run_id: str) -> str | None:
+    """The run's status in the views (None if there is no such run)."""
+    row = await engine.store.run_read(
         lambda conn: conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
     )
-    return status is not None and status[0] in _UNFINISHED
+    return None if row is None else str(row[0])
 
 
 async def mark_crashed(engine: Engine, run_ids: list[str]) -> list[str]:
@@ -50,7 +51,7 @@ async def mark_crashed(engine: Engine, run_ids: list[str]) -> list[str]:
         except RunResumeError:
             continue  # owned again (being resumed): not crashed
         try:
-            if not await _still_unfinished(engine, run_id):
+            if await _status(engine, run_id) not in _UNFINISHED:
                 continue
             version = await engine.store.stream_version(run_id)
             reason = "the process running it stopped without finishing it"
@@ -69,12 +70,9 @@ async def mark_crashed(engine: Engine, run_ids: list[str]) -> list[str]:
 async def cancel(engine: Engine, run_id: str) -> str:
     """Cancel a run that has not finished: ``"requested"`` when a live owner will cancel it,
     ``"cancelled"`` when nobody owned it and it was cancelled here."""
-    if not await _still_unfinished(engine, run_id):
-        status = await engine.store.run_read(
-            lambda conn: conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-        )
-        if status is None or status[0] != "crashed":
-            raise RunResumeError(f"run {run_id} is not running (status {_status(status)})")
+    status = await _status(engine, run_id)
+    if status not in (*_UNFINISHED, "crashed"):
+        raise RunResumeError(f"run {run_id} is not running (status {status or 'unknown'})")
     try:
         lease = Lease.acquire(engine.home.leases, run_id, engine.owner_id)
     except RunResumeError:
@@ -88,7 +86,3 @@ async def cancel(engine: Engine, run_id: str) -> str:
     finally:
         lease.release()
     return "cancelled"
-
-
-def _status(row: tuple[str] | None) -> str:
-    return row[0] if row is not None else "unknown"

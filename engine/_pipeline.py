@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 
-from events import RunCreated
 from projections import cache_entries, cache_entries_of_pipeline
 
 from . import _compile
@@ -29,7 +28,6 @@ from .errors import (
     ConfigurationError,
     PipelineDefinitionError,
     PipelineRunFailedError,
-    RunResumeError,
 )
 
 if TYPE_CHECKING:
@@ -379,10 +377,12 @@ class Pipeline:
         self, engine: Engine, past: RunPast, params: dict[str, Any], lease: Lease
     ) -> PipelineRunView:
         """Drive a run that did not finish to its end (see ``engine._resume``)."""
+        from ._resume import check_same_steps
+
         created = past.created
         plan = self._dynamic_plan((), params) if created.dynamic else self.compile(**params)
         if not created.dynamic:
-            _check_same_steps(created, plan)
+            check_same_steps(created, plan)
         plan.run_id, plan.run_name = past.run_id, created.run_name
         plan.execution_mode = ExecutionMode(created.execution_mode)
         # The caller gets the finished run's view, failed or not (the CLI exits 1 on failure).
@@ -472,26 +472,6 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<pipeline {self.name}>"
-
-
-def _check_same_steps(created: RunCreated, plan: RunPlan) -> None:
-    """A static run resumes only if its code still compiles to the steps the log recorded."""
-    from ._resume import same_shape
-
-    recorded = {spec.id: spec for spec in created.steps}
-    now = {inv_id: inv.spec() for inv_id, inv in plan.invocations.items()}
-    problem = None
-    if recorded.keys() != now.keys():
-        gone = sorted(recorded.keys() - now.keys())
-        new = sorted(now.keys() - recorded.keys())
-        problem = f"steps no longer declared: {gone or 'none'}; new steps: {new or 'none'}"
-    else:
-        problem = next((why for i in now if (why := same_shape(recorded[i], now[i]))), None)
-    if problem is not None:
-        raise RunResumeError(
-            f"cannot resume run {created.run_name!r}: pipeline {created.pipeline!r} changed "
-            f"since the run started ({problem})"
-        )
 
 
 def _hooks_of(name: str, options: PipelineOptions) -> HookSet:

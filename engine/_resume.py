@@ -47,6 +47,7 @@ from .errors import RunNotFoundError, RunResumeError
 if TYPE_CHECKING:
     from ._engine import Engine
     from ._pipeline import Pipeline
+    from ._run import RunPlan
     from ._views import PipelineRunView
 
 _TERMINAL = {RunSucceeded: "completed", RunFailed: "failed", RunCancelled: "cancelled"}
@@ -134,6 +135,24 @@ def same_shape(recorded: StepSpec, now: StepSpec) -> str | None:
                 f"{getattr(recorded, name)!r}"
             )
     return None
+
+
+def check_same_steps(created: RunCreated, plan: RunPlan) -> None:
+    """A static run resumes only if its code still compiles to the steps the log recorded."""
+    recorded = {spec.id: spec for spec in created.steps}
+    now = {inv_id: inv.spec() for inv_id, inv in plan.invocations.items()}
+    problem = None
+    if recorded.keys() != now.keys():
+        gone = sorted(recorded.keys() - now.keys())
+        new = sorted(now.keys() - recorded.keys())
+        problem = f"steps no longer declared: {gone or 'none'}; new steps: {new or 'none'}"
+    else:
+        problem = next((why for i in now if (why := same_shape(recorded[i], now[i]))), None)
+    if problem is not None:
+        raise RunResumeError(
+            f"cannot resume run {created.run_name!r}: pipeline {created.pipeline!r} changed "
+            f"since the run started ({problem})"
+        )
 
 
 async def load_past(engine: Engine, run_id: str) -> RunPast:

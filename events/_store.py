@@ -31,7 +31,7 @@ from . import _codec, _schema
 from ._errors import StoreBusyError, StoreCorruptedError, StoreError
 from ._subscription import Subscription
 from ._types import AnyEvent, Recorded, tag_of
-from ._writer import BatchWriter, Request, current_version, in_transaction, retry_busy
+from ._writer import BatchWriter, Request, Written, current_version, in_transaction, retry_busy
 from ._writer import TransactionHook as TransactionHook
 
 Durability = Literal["normal", "full"]
@@ -273,6 +273,13 @@ class EventStore:
             raise req.error
         return req.seqs
 
+    def _publish(self, written: Written) -> None:
+        """Hand just-committed rows to the in-process subscribers."""
+        if written.rows and self._subscribers:
+            records = written.records()
+            for sub in self._subscribers:
+                sub._deliver(records)
+
     def _commit_here(self, req: Request) -> bool:
         """Commit one request inline; False (nothing written) when the lock is held elsewhere."""
         self._writing = True
@@ -286,10 +293,7 @@ class EventStore:
             self._writing = False
         if written is None:
             return False
-        if written.rows and self._subscribers:
-            records = written.records()
-            for sub in self._subscribers:
-                sub._deliver(records)
+        self._publish(written)
         return True
 
     def _encode(self, stream: str, events: Sequence[AnyEvent]) -> list[Any]:
@@ -397,10 +401,7 @@ class EventStore:
                 req.error = self._translate(exc)
                 req.done.set()
             return
-        if written.rows and self._subscribers:
-            records = written.records()
-            for sub in self._subscribers:
-                sub._deliver(records)
+        self._publish(written)
         for req in batch:
             req.done.set()
 
