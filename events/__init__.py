@@ -14,6 +14,7 @@ from ._chain import row_hash as row_hash
 from ._chain import verify_rows as verify_rows
 from ._codec import CODEC_VERSION as CODEC_VERSION
 from ._codec import decode as decode
+from ._codec import decode_many as decode_many
 from ._codec import encode as encode
 from ._errors import ConcurrencyError as ConcurrencyError
 from ._errors import EngineError as EngineError

@@ -6,7 +6,8 @@ byte lets a later release change the wire format while still reading old rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import struct
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -20,6 +21,12 @@ _PREFIX = bytes([CODEC_VERSION])
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(Event)
 _raw_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
+# Payloads decoded together: their concatenation after a msgpack array32 header is an array of
+# version byte, event, version byte, event... (a version byte is the msgpack of a small int).
+_many_decoder: msgspec.msgpack.Decoder[list[int | Event]] = msgspec.msgpack.Decoder(
+    list[int | Event]
+)
+_ARRAY32 = struct.Struct(">BI")
 
 
 def encode(event: AnyEvent) -> bytes:
@@ -75,3 +82,24 @@ def decode(payload: bytes) -> AnyEvent:
     if tag in TAGS:
         raise StoreCorruptedError(f"event payload of type {tag!r} does not match its schema")
     return UnknownEvent(type=tag, data=data)
+
+
+def decode_many(payloads: Sequence[bytes]) -> list[AnyEvent]:
+    """:func:`decode` of each payload, in one call into msgspec when they are all known events.
+
+    The payloads are decoded together as one msgpack array, and the result is used only if it
+    is exactly a version byte then an event for each payload; otherwise (an unknown tag, a
+    corrupted payload) each one is decoded alone, which raises or yields as :func:`decode` does.
+    """
+    n = len(payloads)
+    if n < 2:
+        return [decode(payload) for payload in payloads]
+    try:
+        items = _many_decoder.decode(_ARRAY32.pack(0xDD, 2 * n) + b"".join(payloads))
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        items = None
+    if items is not None and len(items) == 2 * n:
+        versions, events = items[0::2], items[1::2]
+        if versions.count(CODEC_VERSION) == n and not any(type(e) is int for e in events):
+            return events  # type: ignore[return-value]  # no int among them, checked above
+    return [decode(payload) for payload in payloads]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 from msgspec.structs import replace
@@ -39,15 +39,39 @@ def decode_outputs(blob: bytes) -> dict[str, ArtifactRef]:
     return _outputs_decoder.decode(blob)
 
 
+class Sink:
+    """Where a pass's rows go: by default, straight into the tables on ``conn``."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def write(self, write: _tables.Write, rows: list[Any]) -> None:
+        """Write ``rows`` with ``write`` (one of ``_tables.WRITES``)."""
+        _tables.write_many(self.conn, write, rows)
+
+    def checkpoint(self, seq: int) -> None:
+        """Record that the rows reflect the events up to ``seq``."""
+        self.conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, seq))
+
+
 class Pass:
     """One fold of records into the tables, within the caller's transaction.
 
     Each row is read at most once (from the cache or the table), evolved in memory and written
-    back once per flush, in multi-row statements (:func:`_tables.write_many`).
+    back once per flush, in multi-row statements (:func:`_tables.write_many`), through
+    ``sink`` (the tables on ``conn`` by default).
     """
 
-    def __init__(self, conn: sqlite3.Connection, cache: Cache, *, empty: bool = False) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        cache: Cache,
+        *,
+        empty: bool = False,
+        sink: Sink | None = None,
+    ) -> None:
         self.conn = conn
+        self.sink = Sink(conn) if sink is None else sink
         # Empty: the artifacts table was empty when this pass began (a rebuild), so an artifact
         # is stored iff this pass stored it, and ``artifact_ids`` (then never cleared) says so
         # without a query. A deletion ends that (its rows leave the table).
@@ -78,7 +102,8 @@ class Pass:
         """How many changed views wait for :meth:`flush`."""
         return len(self.dirty_runs) + len(self.dirty_steps)
 
-    def _load_run(self, run_id: str) -> RunView | None:
+    def _load_run(self, run_id: str, seq: int) -> RunView | None:
+        """The run's view before the record at ``seq`` (not in the cache), or None."""
         if run_id in self.missing_runs:
             return None
         view = _tables.load_run(self.conn, run_id)
@@ -95,7 +120,8 @@ class Pass:
             found = self.cache.created(run_id, Creation(seq, specs, None))
         return found
 
-    def _load_step(self, key: StepKey) -> StepView | None:
+    def _load_step(self, key: StepKey, seq: int) -> StepView | None:
+        """The step's view before the record at ``seq`` (not in the cache), or None."""
         if key in self.missing_steps:
             return None
         run_id, step_id = key
@@ -162,7 +188,7 @@ class Pass:
                     self._artifact(rec, cast(ArtifactStored, event))
                 view = steps_get(key)
                 if view is None:
-                    view = self._load_step(key)
+                    view = self._load_step(key, rec.seq)
                     if view is None:
                         continue  # an unknown step: no HOT event declares one
                 new = hot(view, event, rec.recorded_at, rec.seq)
@@ -181,7 +207,7 @@ class Pass:
         stream, event = rec.stream, rec.event
         before = self.runs.get(stream)
         if before is None:
-            before = self._load_run(stream)
+            before = self._load_run(stream, rec.seq)
         run = evolve_run(before, rec)
         if run is None:
             if type(event) is RunsDeleted:
@@ -211,7 +237,7 @@ class Pass:
         key = (stream, step_id)
         view = self.steps.get(key)
         if view is None:
-            view = self._load_step(key)
+            view = self._load_step(key, rec.seq)
         if view is None:
             new = evolve_step(None, rec)  # step.declared, or an unknown step (None)
             if new is None:
@@ -283,27 +309,29 @@ class Pass:
             return  # recorded again (a resumed run): the artifact keeps its first version
         version = self.versions.get(ref.name)
         if version is None:
-            row = self.conn.execute(
-                "SELECT MAX(version) FROM artifacts WHERE name = ?", (ref.name,)
-            ).fetchone()
-            version = int(row[0] or 0)
+            version = self._newest_version(ref.name)
         self.versions[ref.name] = version + 1
         self.artifacts.append(
             _tables.artifact_row(ref, version + 1, rec.stream, event.step, rec.recorded_at)
         )
 
+    def _newest_version(self, name: str) -> int:
+        """The newest version of artifact ``name`` in the table (0 for none)."""
+        row = self.conn.execute("SELECT MAX(version) FROM artifacts WHERE name = ?", (name,))
+        return int(row.fetchone()[0] or 0)
+
     def flush(self) -> None:
         """Write the changed rows and the checkpoint; trim the cache to its size."""
-        conn = self.conn
+        sink = self.sink
         if self.dirty_runs:
             runs = [_tables.run_row(view) for view in self.dirty_runs.values()]
-            _tables.write_many(conn, _tables.UPSERT_RUN, runs)
+            sink.write(_tables.UPSERT_RUN, runs)
             self.dirty_runs.clear()
         if self.dirty_steps:
             step_row = _tables.step_row
             get = self.declared.get
             steps = [step_row(view, get(key, 0)) for key, view in self.dirty_steps.items()]
-            _tables.write_many(conn, _tables.UPSERT_STEP, steps)
+            sink.write(_tables.UPSERT_STEP, steps)
             creations = self.cache.creations
             for run_id, step_id in self.dirty_steps:
                 creation = creations.get(run_id)
@@ -311,13 +339,13 @@ class Pass:
                     creation.rows.add(step_id)
             self.dirty_steps.clear()
         if self.artifacts:
-            _tables.write_many(conn, _tables.INSERT_ARTIFACT, self.artifacts)
+            sink.write(_tables.INSERT_ARTIFACT, self.artifacts)
             self.artifacts.clear()
         if self.cache_entries:
-            _tables.write_many(conn, _tables.INSERT_CACHE_ENTRY, self.cache_entries)
+            sink.write(_tables.INSERT_CACHE_ENTRY, self.cache_entries)
             self.cache_entries.clear()
         if self.last_seq is not None:
-            conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, self.last_seq))
+            sink.checkpoint(self.last_seq)
         self.cache.trim()
         if not self.fresh:
             self.artifact_ids.clear()

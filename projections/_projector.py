@@ -19,10 +19,12 @@ Invariants relied on here:
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 
-from events import Recorded, decode
+from events import Recorded, decode_many
 
 from . import _tables
 from ._bulk import bulk_load
@@ -32,6 +34,7 @@ from ._pass import Pass
 _PAGE = 2000  # records of a batch folded between flush checks
 _CHUNK = 1000  # events decoded and folded at a time while reading the table
 _FLUSH = 20_000  # views held before writing them out during a long catch-up
+_log = logging.getLogger(__name__)
 
 
 def _read_events(
@@ -49,9 +52,10 @@ def _read_events(
         params.append(before)
     cursor = conn.execute(sql + " ORDER BY seq", params)
     while rows := cursor.fetchmany(_CHUNK):
+        events = decode_many([row[5] for row in rows])
         yield [
-            Recorded(seq, stream, version, type_, recorded_at, decode(payload))
-            for seq, stream, version, type_, recorded_at, payload in rows
+            Recorded(seq, stream, version, type_, at, event)
+            for (seq, stream, version, type_, at, _), event in zip(rows, events, strict=True)
         ]
 
 
@@ -136,6 +140,46 @@ class Projector:
         return p.folded
 
 
+CHILD_MIN_EVENTS = 100_000
+"""A rebuild of at least this many events folds in a child process (see ``_rebuild_child``)."""
+
+
+def _fold_detached(conn: sqlite3.Connection) -> int | None:
+    """Fold the whole log in a child process, writing its rows on ``conn`` (in the rebuild's
+    own transaction, so every event is committed and no other writer can append meanwhile).
+
+    None, with nothing written, when it does not apply: the database is not a WAL file (the
+    child reads it while this connection writes), the log is shorter than
+    :data:`CHILD_MIN_EVENTS` or holds a deletion, the machine has one processor, or the child
+    failed (its rows are rolled back, and the caller folds by itself).
+    """
+    (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+    if last < max(1, CHILD_MIN_EVENTS) or (os.cpu_count() or 1) < 2:
+        return None
+    path = next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "")
+    (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+    if not path or str(mode).lower() != "wal":
+        return None
+    if conn.execute("SELECT 1 FROM events WHERE type = 'runs.deleted' LIMIT 1").fetchone():
+        return None
+    from ._rebuild_child import ChildFailed, fold_in_child  # it imports this module
+
+    conn.execute("SAVEPOINT rebuild_in_child")
+    try:
+        folded = fold_in_child(conn, path)
+    except ChildFailed as exc:
+        conn.execute("ROLLBACK TO rebuild_in_child")
+        conn.execute("RELEASE rebuild_in_child")
+        _log.warning("rebuilding in this process: the child process failed (%s)", exc)
+        return None
+    except BaseException:
+        conn.execute("ROLLBACK TO rebuild_in_child")
+        conn.execute("RELEASE rebuild_in_child")
+        raise
+    conn.execute("RELEASE rebuild_in_child")
+    return folded
+
+
 def rebuild(conn: sqlite3.Connection) -> int:
     """Drop the projection's tables, recreate them and fold every event again.
 
@@ -145,7 +189,9 @@ def rebuild(conn: sqlite3.Connection) -> int:
     byte-identical to the ones maintained incrementally.
 
     The fold runs as a bulk load (see ``_bulk``), and the indexes only queries use are created
-    once the rows are in, within the same transaction.
+    once the rows are in, within the same transaction. When this opens the transaction and the
+    log is long, two child processes read and fold it while this one writes the rows
+    (:func:`_fold_detached`); otherwise, or if they fail, the fold runs here.
 
     Returns:
         The number of events folded.
@@ -159,9 +205,11 @@ def rebuild(conn: sqlite3.Connection) -> int:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             _tables.create(conn, query_indexes=False)
             conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, 0))
-            projector = Projector()
-            projector._empty = True
-            folded = projector._catch_up(conn, [])
+            folded = _fold_detached(conn) if own else None
+            if folded is None:
+                projector = Projector()
+                projector._empty = True
+                folded = projector._catch_up(conn, [])
             for statement in _tables.QUERY_INDEXES:
                 conn.execute(statement)
             if own:

@@ -137,6 +137,8 @@ INSERT_CACHE_ENTRY = (
     6,
     "",
 )
+WRITES = (UPSERT_RUN, UPSERT_STEP, INSERT_ARTIFACT, INSERT_CACHE_ENTRY)
+"""Every write a fold makes (a child process names one by its index here)."""
 SET_CHECKPOINT = (
     "INSERT INTO projection_checkpoints (name, seq) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"

@@ -26,6 +26,7 @@ EXPORTED = {
     # codec and chain
     "encode",
     "decode",
+    "decode_many",
     "CODEC_VERSION",
     "row_hash",
     "verify_rows",

@@ -193,3 +193,45 @@ def test_bytes_with_a_wrong_codec_version_raise(body: bytes) -> None:
 def test_garbage_raises_store_corrupted(payload: bytes) -> None:
     with pytest.raises(StoreCorruptedError):
         decode(payload)
+
+
+# -- many payloads at once -------------------------------------------------------------------
+
+
+def _decode_each(payloads: list[bytes]) -> list[Any] | type[StoreCorruptedError]:
+    try:
+        return [decode(p) for p in payloads]
+    except StoreCorruptedError:
+        return StoreCorruptedError
+
+
+def _decode_many(payloads: list[bytes]) -> list[Any] | type[StoreCorruptedError]:
+    try:
+        return events.decode_many(payloads)
+    except StoreCorruptedError:
+        return StoreCorruptedError
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            ANY_EVENT.map(encode),
+            UNKNOWN_EVENT.map(encode),
+            st.binary(max_size=24),  # mostly not a payload
+            ANY_EVENT.map(lambda e: encode(e)[:-1]),  # cut short: swallows its successor
+            st.sampled_from([bytes([CODEC_VERSION, 1]), bytes([CODEC_VERSION]), b"\x01\x01\x01"]),
+        ),
+        max_size=12,
+    )
+)
+def test_decoding_many_payloads_is_decoding_each(payloads: list[bytes]) -> None:
+    """Whatever the payloads (events, unknown tags, garbage, payloads that are a bare version
+    byte or an int, or that would read into the next one), decoding them together gives what
+    decoding each gives: the same events, or StoreCorruptedError."""
+    assert _decode_many(payloads) == _decode_each(payloads)
+
+
+@given(st.lists(ANY_EVENT, min_size=2, max_size=20))
+def test_known_events_decode_together(evs: list[events.Event]) -> None:
+    assert events.decode_many([encode(e) for e in evs]) == evs

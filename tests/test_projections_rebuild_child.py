@@ -1,0 +1,295 @@
+"""A rebuild folded in a child process (``projections._rebuild_child``), and the fold it runs
+there, which never reads the projection's tables (``projections._detached``): the same rows,
+rowids and checkpoint as a rebuild in the process, and a fallback to that whenever it cannot."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import sqlite3
+import struct
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import projections
+from events import (
+    ArtifactStored,
+    Recorded,
+    RunCreated,
+    RunsDeleted,
+    StepDeclared,
+    StepReady,
+    StepSpec,
+    StepStarted,
+    StepSucceeded,
+)
+from projections import Projector, _projector, _rebuild_child, _tables
+from projections._cache import Cache
+from projections._detached import DetachedError, DetachedPass
+from projections._pass import Sink
+from tests.test_projections_properties import SETTINGS, _db, _insert, logs
+from tests.test_projections_rebuild_fresh import deleted_then_stored_again
+from tests.test_projections_storage import Log, append, dump, install, open_db, ref, w2_log
+
+
+def _all_rows(conn: sqlite3.Connection) -> list[Any]:
+    entries = conn.execute("SELECT rowid, * FROM cache_entries ORDER BY rowid").fetchall()
+    return [*dump(conn), entries]
+
+
+def _detached_rows(
+    src: sqlite3.Connection,
+    cache_size: int,
+    flush: int,
+    refold_limit: int = 10_000,
+    chunk: int = 1000,
+) -> list[Any]:
+    """The rows a DetachedPass over ``src``'s log writes, in a database of their own."""
+    dst = sqlite3.connect(":memory:", isolation_level=None)
+    dst.execute("BEGIN")
+    _tables.create(dst)
+    p = DetachedPass(src, Cache(cache_size), Sink(dst), refold_limit=refold_limit)
+    for page in _projector._read_events(src, 0, None):
+        for start in range(0, len(page), chunk):
+            p.fold_all(page[start : start + chunk])
+            if p.pending >= flush:
+                p.flush()
+    p.flush()
+    dst.execute("COMMIT")
+    return _all_rows(dst)
+
+
+def _same_name(records: Sequence[Recorded]) -> list[Recorded]:
+    """Every run named alike, so the fold must rename all but the first."""
+    out = []
+    for r in records:
+        if isinstance(r.event, RunCreated):
+            event = msgspec.structs.replace(r.event, run_name="same")
+            r = msgspec.structs.replace(r, event=event)
+        out.append(r)
+    return out
+
+
+@SETTINGS
+@given(logs(), st.integers(1, 6), st.integers(1, 30), st.integers(1, 20), st.booleans())
+def test_a_detached_fold_writes_the_rows_of_a_rebuild(
+    log: tuple[list[str], list[Recorded]], cache_size: int, flush: int, chunk: int, collide: bool
+) -> None:
+    _, records = log
+    if collide:
+        records = _same_name(records)
+    conn = _db()
+    conn.execute("BEGIN IMMEDIATE")
+    _insert(conn, records)
+    conn.execute("COMMIT")
+    # A tiny cache evicts views all the time: the detached fold refolds them from the log.
+    got = _detached_rows(conn, cache_size, flush, chunk=chunk)
+    assert projections.rebuild(conn) == len(records)
+    assert got == _all_rows(conn)
+
+
+def _no_deletion(log: Log) -> Log:
+    out = Log()
+    for r in log.records:
+        if not isinstance(r.event, RunsDeleted):
+            out.add(r.stream, r.event)
+    return out
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    home = tmp_path / "a home?#%20"  # the children open it by URI
+    home.mkdir()
+    c = open_db(home / "db")
+    c.execute("PRAGMA journal_mode = WAL")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every rebuild folds in a child; the list gets what each child folded."""
+    folded: list[int] = []
+    real = _rebuild_child.fold_in_child
+
+    def spy(conn: sqlite3.Connection, path: str) -> int:
+        n = real(conn, path)
+        folded.append(n)
+        return n
+
+    monkeypatch.setattr(_projector, "CHILD_MIN_EVENTS", 1)
+    monkeypatch.setattr(_rebuild_child, "fold_in_child", spy)
+    return folded
+
+
+def _incremental(conn: sqlite3.Connection, log: Log) -> list[Any]:
+    proj = Projector()
+    install(conn, proj)
+    for start in range(0, len(log.records), 3):
+        append(conn, log.records[start : start + 3], proj)
+    return _all_rows(conn)
+
+
+@pytest.mark.parametrize("cache_size", [32_768, 2])
+def test_a_rebuild_in_a_child_gives_the_incremental_rows(
+    conn: sqlite3.Connection,
+    children: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    cache_size: int,
+) -> None:
+    log = _no_deletion(deleted_then_stored_again())
+    log.add("late", RunCreated(pipeline="p", run_name="o", steps=[]))  # a second "o": "o_2"
+    log.add("late", StepDeclared(spec=StepSpec(id="d", name="n")), StepReady(step="d"))
+    before = _incremental(conn, log)
+    monkeypatch.setattr(_rebuild_child, "CACHE_SIZE", cache_size)
+    assert projections.rebuild(conn) == len(log.records)
+    assert children == [len(log.records)]
+    assert _all_rows(conn) == before
+    assert conn.execute("SELECT name FROM runs WHERE id = 'late'").fetchone() == ("o_2",)
+
+
+def test_a_log_with_a_deletion_is_rebuilt_in_the_process(
+    conn: sqlite3.Connection, children: list[int]
+) -> None:
+    log = deleted_then_stored_again()
+    before = _incremental(conn, log)
+    assert projections.rebuild(conn) == len(log.records)
+    assert children == []
+    assert _all_rows(conn) == before
+
+
+def test_a_child_that_cannot_start_leaves_the_rebuild_to_the_process(
+    conn: sqlite3.Connection,
+    children: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = w2_log(5)
+    before = _incremental(conn, log)
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    with caplog.at_level(logging.WARNING, logger="projections._projector"):
+        assert projections.rebuild(conn) == len(log.records)
+    assert "child process failed (cannot start" in caplog.text
+    assert _all_rows(conn) == before
+
+
+def test_a_child_that_fails_midway_is_undone_and_the_process_rebuilds(
+    conn: sqlite3.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = w2_log(400)  # more events than one page of the child's reads
+    before = _incremental(conn, log)
+    # Rows for a few views, then too many refolds: the rows sent must not stay.
+    sent: list[int] = []
+    real = _rebuild_child._receive
+
+    def count(conn: sqlite3.Connection, stream: Any) -> int | None:
+        sent.append(conn.execute("SELECT COUNT(*) FROM step_runs").fetchone()[0])
+        found = real(conn, stream)
+        sent.append(conn.execute("SELECT COUNT(*) FROM step_runs").fetchone()[0])
+        return found
+
+    monkeypatch.setattr(_projector, "CHILD_MIN_EVENTS", 1)
+    monkeypatch.setattr(_rebuild_child, "_receive", count)
+    monkeypatch.setattr(_rebuild_child, "CACHE_SIZE", 1)
+    monkeypatch.setattr(_rebuild_child, "FLUSH", 1)
+    monkeypatch.setattr(_rebuild_child, "REFOLD_LIMIT", 5)
+    with caplog.at_level(logging.WARNING, logger="projections._projector"):
+        assert projections.rebuild(conn) == len(log.records)
+    # The folder's status is 3; the reader's 0, or 4 if the folder stopped reading first.
+    said = r"exit status \[[04], 3\]: .*cannot fold detached: more than 5 evicted views"
+    assert re.search(said, caplog.text, re.DOTALL)
+    assert sent[0] == 0
+    assert sent[1] > 0  # the child had sent rows before it failed
+    assert _all_rows(conn) == before
+
+
+def test_an_in_memory_database_is_rebuilt_in_the_process(children: list[int]) -> None:
+    conn = _db()
+    log = w2_log(3)
+    conn.execute("BEGIN IMMEDIATE")
+    _insert(conn, log.records)
+    conn.execute("COMMIT")
+    assert projections.rebuild(conn) == len(log.records)
+    assert children == []
+
+
+def test_a_detached_fold_refuses_a_deletion_and_too_many_refolds(
+    conn: sqlite3.Connection,
+) -> None:
+    log = deleted_then_stored_again()
+    append(conn, log.records, None)
+    p = DetachedPass(conn, Cache(32), Sink(sqlite3.connect(":memory:")))
+    (page,) = _projector._read_events(conn, 0, None)
+    with pytest.raises(DetachedError, match=r"runs\.deleted"):
+        p.fold_all(page)
+
+    many = w2_log(30)
+    conn2 = _db()
+    conn2.execute("BEGIN IMMEDIATE")
+    _insert(conn2, many.records)
+    conn2.execute("COMMIT")
+    with pytest.raises(DetachedError, match="more than 3 evicted views"):
+        _detached_rows(conn2, cache_size=1, flush=1, refold_limit=3, chunk=5)
+
+
+def _frame(body: Any) -> bytes:
+    data = msgspec.msgpack.encode(body)
+    return struct.pack(">I", len(data)) + data
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"",  # the child died before it wrote anything
+        _frame([1, 5])[:-1],  # cut inside a frame
+        _frame([1, 5]) + b"\x00\x00",  # cut inside a length
+        _frame([1, 5]),  # no end frame
+    ],
+)
+def test_a_stream_of_frames_without_its_end_is_a_failure(
+    conn: sqlite3.Connection, stream: bytes
+) -> None:
+    install(conn, Projector())
+    assert _rebuild_child._receive(conn, io.BytesIO(stream)) is None
+
+
+def test_frames_write_rows_and_the_checkpoint(conn: sqlite3.Connection) -> None:
+    install(conn, Projector())
+    artifact = _tables.artifact_row(ref("a1"), 1, "r", "s", 1.5)
+    stream = (
+        _frame([0, _tables.WRITES.index(_tables.INSERT_ARTIFACT), [list(artifact)]])
+        + _frame([1, 7])
+        + _frame([2, 9])
+    )
+    conn.execute("BEGIN IMMEDIATE")
+    assert _rebuild_child._receive(conn, io.BytesIO(stream)) == 9
+    conn.execute("COMMIT")
+    assert conn.execute(f"SELECT {_tables.ARTIFACT_COLUMNS} FROM artifacts").fetchall() == [
+        artifact
+    ]
+    assert projections.checkpoint(conn) == 7
+
+
+def test_the_hot_step_events_of_a_big_run_fold_without_refolds(conn: sqlite3.Connection) -> None:
+    """Steps first seen after their run's creation was folded come from it, not a refold."""
+    log = Log()
+    specs = [StepSpec(id=f"s{i}", name="n") for i in range(50)]
+    log.add("r", RunCreated(pipeline="p", run_name="r", steps=specs))
+    for i in range(50):
+        a = ref(f"a{i}")
+        log.add("r", StepReady(step=f"s{i}"), StepStarted(step=f"s{i}"))
+        log.add("r", ArtifactStored(step=f"s{i}", artifact=a))
+        log.add("r", StepSucceeded(step=f"s{i}", outputs={"output": a.id}))
+    append(conn, log.records, None)
+    rows = _detached_rows(conn, cache_size=8, flush=5, refold_limit=0, chunk=5)
+    assert len(rows[1]) == 50  # every step has its row
