@@ -151,12 +151,15 @@ def mem_w2x10(quick: bool) -> Record:
 
     runs, steps = (3, 200) if quick else (10, 10_000)
     r = memory.run(runs, steps)
-    growth = r["growth_per_run_mb"]
+    blocks, malloc = r["growth_blocks_per_run"], r["malloc_growth_per_run_mb"]
     return Record(
         size=f"{runs} x {r['steps_per_run']:,} steps",
         wall_s=round(sum(r["wall_per_run_s"]), 3),
         per_unit=r["per_step_us_first_last"][-1],
-        targets={f"RSS +{growth:.2f} MB/run, flat": r["met"]["no_growth"]},
+        targets={
+            f"Python blocks {blocks:+.0f}/run, flat": r["met"]["python_blocks_flat"],
+            f"malloc {malloc:+.3f} MB/run, flat": r["met"]["malloc_in_use_flat"],
+        },
         detail=r,
     )
 

@@ -770,11 +770,15 @@ class RunLoop:
                 self._stop(f"the run failed before its steps: {prepared}", events)
                 await self._append(events)
             else:
+                stop = anyio.Event()
                 with anyio.CancelScope() as scope:
                     async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._watch, scope, name="lease and cancel requests")
+                        tg.start_soon(self._watch, scope, stop, name="lease and cancel requests")
                         await self._steps()
-                        tg.cancel_scope.cancel()
+                        # Wake the watcher, do not cancel it: a cancelled task leaves its
+                        # CancelledError, traceback and frames in a reference cycle that holds
+                        # this loop (every node of the run) until a full garbage collection.
+                        stop.set()
                 if self.cancel_reason is not None:
                     await self._record_cancel(self.cancel_reason)
                     return RunOutcome("cancelled", message=self.cancel_reason)
@@ -786,15 +790,18 @@ class RunLoop:
             raise
         return await self._finish_run()
 
-    async def _watch(self, run_scope: anyio.CancelScope) -> None:
+    async def _watch(self, run_scope: anyio.CancelScope, stop: anyio.Event) -> None:
         """Keep the lease's heartbeat fresh; cancel the run when another process asks to,
-        through a ``run.cancel_requested`` in the log."""
+        through a ``run.cancel_requested`` in the log. Returns once ``stop`` is set."""
         from ._lease import HEARTBEAT_EVERY
 
         lease = self.lease
         assert lease is not None
         while True:
-            await anyio.sleep(_CANCEL_POLL)
+            with anyio.move_on_after(_CANCEL_POLL):
+                await stop.wait()
+            if stop.is_set():
+                return
             if time.time() - lease.last_beat >= HEARTBEAT_EVERY:
                 lease.beat()
             who = await self.engine.store.run_read(_cancel_requested, self.stream)
