@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 
 from events import Recorded, decode_many
@@ -144,17 +145,26 @@ CHILD_MIN_EVENTS = 100_000
 """A rebuild of at least this many events folds in a child process (see ``_rebuild_child``)."""
 
 
+def _python_executable() -> bool:
+    """Whether ``sys.executable`` is a Python interpreter that children can be started with: not
+    a frozen application or a server embedding Python (uWSGI...), whose executable would start
+    the application itself."""
+    name = os.path.basename(sys.executable or "").lower()
+    return not getattr(sys, "frozen", False) and name.startswith(("python", "pypy"))
+
+
 def _fold_detached(conn: sqlite3.Connection) -> int | None:
     """Fold the whole log in a child process, writing its rows on ``conn`` (in the rebuild's
     own transaction, so every event is committed and no other writer can append meanwhile).
 
     None, with nothing written, when it does not apply: the database is not a WAL file (the
     child reads it while this connection writes), the log is shorter than
-    :data:`CHILD_MIN_EVENTS` or holds a deletion, the machine has one processor, or the child
+    :data:`CHILD_MIN_EVENTS` or holds a deletion, the machine has one processor, this process
+    was not started by a Python interpreter (see :func:`_python_executable`), or the child
     failed (its rows are rolled back, and the caller folds by itself).
     """
     (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-    if last < max(1, CHILD_MIN_EVENTS) or (os.cpu_count() or 1) < 2:
+    if last < max(1, CHILD_MIN_EVENTS) or (os.cpu_count() or 1) < 2 or not _python_executable():
         return None
     path = next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "")
     (mode,) = conn.execute("PRAGMA journal_mode").fetchone()

@@ -174,11 +174,33 @@ def test_a_child_that_cannot_start_leaves_the_rebuild_to_the_process(
 ) -> None:
     log = w2_log(5)
     before = _incremental(conn, log)
-    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    monkeypatch.setattr(sys, "executable", "/nonexistent/bin/python3")
     with caplog.at_level(logging.WARNING, logger="projections._projector"):
         assert projections.rebuild(conn) == len(log.records)
     assert "child process failed (cannot start" in caplog.text
     assert _all_rows(conn) == before
+
+
+@pytest.mark.parametrize("executable", ["/usr/bin/uwsgi", "/opt/app/frozen-app", ""])
+def test_no_child_is_started_by_an_executable_that_is_not_python(
+    conn: sqlite3.Connection, children: list[int], monkeypatch: pytest.MonkeyPatch, executable: str
+) -> None:
+    log = w2_log(3)
+    before = _incremental(conn, log)
+    monkeypatch.setattr(sys, "executable", executable)
+    assert projections.rebuild(conn) == len(log.records)
+    assert children == []
+    assert _all_rows(conn) == before
+
+
+def test_no_child_is_started_by_a_frozen_application(
+    conn: sqlite3.Connection, children: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = w2_log(3)
+    _incremental(conn, log)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert projections.rebuild(conn) == len(log.records)
+    assert children == []
 
 
 def test_a_child_that_fails_midway_is_undone_and_the_process_rebuilds(
