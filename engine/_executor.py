@@ -1,8 +1,9 @@
 """Running one step attempt: load its inputs, call it, check and store its outputs.
 
-Sync steps run in a worker thread under the run's ``CapacityLimiter`` (never anyio's default 40),
-and the thread does the whole attempt (inputs, call, outputs) so an attempt costs one thread hop.
-Async steps run on the event loop.
+Sync steps run in the run's worker threads (``_threads.StepThreads``; as many at once as the run
+loop's workers, its ``max_concurrency``, never anyio's default 40), and the thread does the whole
+attempt (inputs, call, outputs) so an attempt costs one thread hop. Async steps run on the event
+loop.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from events import ArtifactRef, InputRef
 
 from ._artifacts import ArtifactStore, check_output_type
 from ._context import _STEP, StepContext
+from ._threads import StepThreads
 from .errors import StepOutputError, StepTimeoutError
 
 if TYPE_CHECKING:
@@ -121,7 +123,8 @@ class StepExecutor:
 
     def __init__(self, artifacts: ArtifactStore, thread_limiter: anyio.CapacityLimiter) -> None:
         self.artifacts = artifacts
-        self.thread_limiter = thread_limiter
+        self.thread_limiter = thread_limiter  # artifact saves of async steps, and hooks
+        self.threads = StepThreads()  # sync steps' attempts (closed by the run loop)
 
     def _attempt_sync(
         self,
@@ -178,31 +181,13 @@ class StepExecutor:
             if scope.cancelled_caught:
                 raise StepTimeoutError(f"step {ctx.invocation_id!r} timed out after {timeout} s")
             raise AssertionError("unreachable")  # pragma: no cover
-        call = anyio.to_thread.run_sync
+        call = self.threads.run
         if timeout is None:
-            return await call(
-                self._attempt_sync,
-                step,
-                ctx,
-                inputs,
-                parameters,
-                produced,
-                limiter=self.thread_limiter,
-                abandon_on_cancel=True,
-            )
+            return await call(self._attempt_sync, step, ctx, inputs, parameters, produced)
         # A thread cannot be killed: past its timeout the attempt is abandoned (it may finish in
         # the background, its result discarded) and recorded as failed.
         with anyio.move_on_after(timeout) as scope:
-            return await call(
-                self._attempt_sync,
-                step,
-                ctx,
-                inputs,
-                parameters,
-                produced,
-                limiter=self.thread_limiter,
-                abandon_on_cancel=True,
-            )
+            return await call(self._attempt_sync, step, ctx, inputs, parameters, produced)
         if scope.cancelled_caught:
             raise StepTimeoutError(
                 f"step {ctx.invocation_id!r} timed out after {timeout} s (its thread was "

@@ -692,6 +692,7 @@ class RunLoop:
         try:
             return await self._execute()
         finally:
+            self.executor.threads.close()
             self._send.close()
             self._recv.close()
 
