@@ -41,10 +41,10 @@ from ._pass import Sink
 
 _LENGTH = struct.Struct(">I")
 _WRITE, _CHECKPOINT, _END = 0, 1, 2
-# What the parent tells the child (on its command line): the size of its cache of views (as
+_PAGE = 1000  # events per frame from the reader
+# What the parent tells the folder (on its command line): the size of its cache of views (as
 # ``Projector``'s default), how many changed views it holds before sending their rows, and how
 # many evicted views it may refold before it gives up (see ``DetachedPass``).
-_PAGE = 1000  # events per frame from the reader
 CACHE_SIZE = 32_768
 FLUSH = 20_000
 REFOLD_LIMIT = 10_000
@@ -62,8 +62,7 @@ class _FrameSink(Sink):
         self.index = {write: i for i, write in enumerate(_tables.WRITES)}
 
     def send(self, frame: Any) -> None:
-        body = self.encoder.encode(frame)
-        self.out.write(_LENGTH.pack(len(body)) + body)
+        _send(self.out, self.encoder.encode(frame))
 
     def write(self, write: _tables.Write, rows: list[Any]) -> None:
         self.send((_WRITE, self.index[write], rows))
@@ -113,12 +112,12 @@ def _read(path: str, out: IO[bytes]) -> None:
 _Row = tuple[int, str, int, str, float, bytes]
 
 
-def _pages(stream: IO[bytes]) -> Iterator[list[Recorded]]:
-    """The reader's pages of events, decoded; raises :class:`EOFError` unless the stream ends
+def _pages(source: IO[bytes]) -> Iterator[list[Recorded]]:
+    """The reader's pages of events, decoded; raises :class:`EOFError` unless ``source`` ends
     with the reader's count of them, and it is the count received."""
     decoder: msgspec.msgpack.Decoder[list[_Row] | int] = msgspec.msgpack.Decoder(list[_Row] | int)
     received = 0
-    for body in _frames(stream):
+    for body in _frames(source):
         rows = decoder.decode(body)
         if isinstance(rows, int):
             if rows != received:

@@ -31,6 +31,7 @@ from events import (
     StepStarted,
     StepSucceeded,
 )
+from events import encode as events_encode
 from projections import Projector, _projector, _rebuild_child, _tables
 from projections._cache import Cache
 from projections._detached import DetachedError, DetachedPass
@@ -315,3 +316,14 @@ def test_the_hot_step_events_of_a_big_run_fold_without_refolds(conn: sqlite3.Con
     append(conn, log.records, None)
     rows = _detached_rows(conn, cache_size=8, flush=5, refold_limit=0, chunk=5)
     assert len(rows[1]) == 50  # every step has its row
+
+
+def test_the_folder_takes_only_a_reader_stream_that_ends_with_its_count() -> None:
+    row = [1, "r", 1, "step.ready", 1.0, bytes(events_encode(StepReady(step="s")))]
+    page = _frame([row])
+    (got,) = list(_rebuild_child._pages(io.BytesIO(page + _frame(1))))
+    assert [(r.seq, r.event) for r in got] == [(1, StepReady(step="s"))]
+    with pytest.raises(EOFError, match="ended before its count"):
+        list(_rebuild_child._pages(io.BytesIO(page)))  # the reader died after a page
+    with pytest.raises(EOFError, match="sent 1 events, and counted 2"):
+        list(_rebuild_child._pages(io.BytesIO(page + _frame(2))))
