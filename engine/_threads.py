@@ -8,9 +8,14 @@ goes on a deque, and the loop is woken once for all that finished since it last 
 
 What is kept from anyio: the call runs in a copy of the caller's context (step logs are routed
 by a context variable), whatever it raises is raised to the caller, and a caller cancelled while
-waiting abandons the call: the thread runs it to its end (a thread cannot be killed) and its
-outcome is dropped. How many calls run at once is the caller's business (the run loop's worker
-tasks bound it); a thread busy with an abandoned call does not count, as with anyio.
+waiting abandons the call: a call not yet started is skipped, one running runs to its end (a
+thread cannot be killed) and its outcome is dropped. How many calls run at once is the caller's
+business (the run loop's worker tasks bound it); a thread busy with an abandoned call does not
+count, as with anyio.
+
+What is not kept: these are not anyio worker threads, so code in a sync step cannot reach the
+event loop through ``anyio.from_thread`` (it raises anyio's ``NoEventLoopError``). A step that
+needs async code makes itself an async step.
 """
 
 from __future__ import annotations
@@ -55,17 +60,28 @@ class StepThreads:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread, in a copy of the current context."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        job = (future, contextvars.copy_context(), fn, args)
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name} threads are closed")
-            start = self._idle == 0
+            start = self._idle <= 0  # below 0: a skipped job is owed (see below)
             if start:
                 self._threads += 1
             else:
                 self._idle -= 1
+            # Queued under the lock: a close() from another thread queues its ends after it.
+            self._jobs.put(job)
         if start:
-            threading.Thread(target=self._work, name=self.name, daemon=False).start()
-        self._jobs.put((future, contextvars.copy_context(), fn, args))
+            try:
+                threading.Thread(target=self._work, name=self.name, daemon=False).start()
+            except BaseException:
+                # Its job stays queued: whichever thread gets it skips it and counts itself
+                # idle again, which this job never reserved: owe that in advance.
+                future.cancel()
+                with self._lock:
+                    self._threads -= 1
+                    self._idle -= 1
+                raise
         return await future
 
     def close(self) -> None:
@@ -80,6 +96,10 @@ class StepThreads:
         try:
             while (job := self._jobs.get()) is not None:
                 future, context, fn, args = job
+                if future.cancelled():  # abandoned before it started: do not start it
+                    with self._lock:
+                        self._idle += 1
+                    continue
                 try:
                     outcome: _Outcome = (future, context.run(fn, *args), None)
                 except BaseException as exc:  # the caller's to raise, whatever it is

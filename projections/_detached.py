@@ -37,46 +37,68 @@ class DetachedError(Exception):
     """The log holds something a detached fold cannot fold (a deletion)."""
 
 
-def _history(conn: sqlite3.Connection, run_id: str, before: int) -> Iterator[list[Recorded]]:
-    """The events of ``run_id``'s stream with ``seq < before``, in order, in one chunk."""
-    rows = conn.execute(
+_HISTORIES = 4  # refolded runs kept (each holds all of its run's views)
+
+
+def _history(
+    conn: sqlite3.Connection, run_id: str, start: int, before: int
+) -> Iterator[list[Recorded]]:
+    """The events of ``run_id``'s stream with ``start <= seq < before``, in order, in pages."""
+    cursor = conn.execute(
         "SELECT seq, stream, version, type, recorded_at, payload FROM events"
-        " WHERE stream = ? AND seq < ? ORDER BY version",
-        (run_id, before),
-    ).fetchall()
-    events = decode_many([row[5] for row in rows])
-    yield [
-        Recorded(seq, stream, version, type_, recorded_at, event)
-        for (seq, stream, version, type_, recorded_at, _), event in zip(rows, events, strict=True)
-    ]
+        " WHERE stream = ? AND seq >= ? AND seq < ? ORDER BY version",
+        (run_id, start, before),
+    )
+    while rows := cursor.fetchmany(1000):
+        events = decode_many([row[5] for row in rows])
+        yield [
+            Recorded(seq, stream, version, type_, at, event)
+            for (seq, stream, version, type_, at, _), event in zip(rows, events, strict=True)
+        ]
 
 
 class DetachedPass(Pass):
     """A :class:`Pass` over freshly emptied tables that it never reads (see the module doc).
 
-    Rows go to ``sink``; ``conn`` is only read for events (step specs and refolds). A log
-    that needs more than ``refold_limit`` refolds (a run of more steps than the cache holds,
-    revisited out of order) raises :class:`DetachedError`: a fold through the tables does better.
+    Rows go to ``sink``; ``conn`` is only read for events (step specs and refolds). Refolds
+    that replay more than ``refold_limit`` events in all (runs revisited long after the cache
+    dropped them, in an order that defeats :attr:`histories`) raise :class:`DetachedError`: a
+    fold through the tables does better then.
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, cache: Cache, sink: Sink, *, refold_limit: int = 10_000
+        self, conn: sqlite3.Connection, cache: Cache, sink: Sink, *, refold_limit: int = 1_000_000
     ) -> None:
         super().__init__(conn, cache, empty=True, sink=sink)
         self.versions = {}  # not the cache's (which trims): every name's newest, for the pass
         self.holders: dict[str, str] = {}  # run name -> the run holding it, for the pass
         self.renamed: dict[str, str] = {}  # run id -> its name, for runs this pass renamed
         self.created: set[str] = set()  # every run this pass created
-        self.refolds = 0
+        # The newest refolds, by run: a run wider than the cache (every step ready before the
+        # first starts) asks for one evicted view after another, and each ask folds only the
+        # run's events since the last one instead of its whole history again.
+        self.histories: dict[str, _History] = {}
+        self.refolds = 0  # views asked of refolds
+        self.replayed = 0  # events refolded, for all of them
         self.refold_limit = refold_limit
 
     def _refold(self, run_id: str, seq: int) -> _History:
+        """The run's views as of just before ``seq``, folded from its events."""
         self.refolds += 1
-        if self.refolds > self.refold_limit:
-            raise DetachedError(f"more than {self.refold_limit} evicted views to refold")
-        history = _History(self.conn, self.specs)
-        for page in _history(self.conn, run_id, seq):
+        history = self.histories.pop(run_id, None)
+        if history is None or history.upto > seq:
+            history = _History(self.conn, self.specs)
+        for page in _history(self.conn, run_id, history.upto, seq):
+            self.replayed += len(page)
+            if self.replayed > self.refold_limit:
+                raise DetachedError(
+                    f"refolds of evicted views replayed more than {self.refold_limit} events"
+                )
             history.fold_all(page)
+        history.upto = seq
+        self.histories[run_id] = history  # the newest last
+        if len(self.histories) > _HISTORIES:
+            del self.histories[next(iter(self.histories))]
         return history
 
     def _load_run(self, run_id: str, seq: int) -> RunView | None:
@@ -145,6 +167,7 @@ class _History(Pass):
     def __init__(self, conn: sqlite3.Connection, specs: Specs) -> None:
         super().__init__(conn, Cache(1 << 62), empty=True, sink=_Discard(conn))
         self.specs = specs  # share the outer pass's decoded specs
+        self.upto = 0  # the events folded here are the run's with a lower seq
 
     def _load_run(self, run_id: str, seq: int) -> RunView | None:
         return None  # not created yet within the history

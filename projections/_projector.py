@@ -19,6 +19,7 @@ Invariants relied on here:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -164,7 +165,7 @@ def _fold_detached(conn: sqlite3.Connection) -> int | None:
     failed (its rows are rolled back, and the caller folds by itself).
     """
     (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-    if last < max(1, CHILD_MIN_EVENTS) or (os.cpu_count() or 1) < 2 or not _python_executable():
+    if last < max(1, CHILD_MIN_EVENTS) or _processors() < 2 or not _python_executable():
         return None
     path = next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "")
     (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
@@ -178,16 +179,32 @@ def _fold_detached(conn: sqlite3.Connection) -> int | None:
     try:
         folded = fold_in_child(conn, path)
     except ChildFailed as exc:
-        conn.execute("ROLLBACK TO rebuild_in_child")
-        conn.execute("RELEASE rebuild_in_child")
+        _undo(conn)
         _log.warning("rebuilding in this process: the child process failed (%s)", exc)
         return None
     except BaseException:
-        conn.execute("ROLLBACK TO rebuild_in_child")
-        conn.execute("RELEASE rebuild_in_child")
+        _undo(conn)
         raise
     conn.execute("RELEASE rebuild_in_child")
     return folded
+
+
+def _undo(conn: sqlite3.Connection) -> None:
+    """Roll back to the savepoint taken before the children's rows, if the transaction is still
+    there (an I/O error or a full disk may have rolled it all back: the caller's error says
+    why, not a missing savepoint)."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK TO rebuild_in_child")
+            conn.execute("RELEASE rebuild_in_child")
+
+
+def _processors() -> int:
+    """The processors this process may run on (its affinity, where the OS says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def rebuild(conn: sqlite3.Connection) -> int:

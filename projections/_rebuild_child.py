@@ -9,7 +9,8 @@ folder sends, inside the parent's transaction. The folder runs a
 its own read-only connection), so its rows, and the order they come in, are the ones a fold in
 the parent would write: the same pass code makes them.
 
-Every stream between them is frames: a 4-byte big-endian length, then msgpack. The reader
+Every stream between them is :data:`MAGIC`, then frames: a 4-byte big-endian length, then
+msgpack. The reader
 sends pages of event rows (``[seq, stream, version, type, recorded_at, payload]``), then their
 count. The folder sends ``[0, write_index, rows]`` (rows for ``_tables.WRITES[write_index]``),
 ``[1, seq]`` (the checkpoint) and, last, ``[2, folded]``. A stream that ends before its last
@@ -40,14 +41,19 @@ from ._detached import DetachedError, DetachedPass
 from ._pass import Sink
 
 _LENGTH = struct.Struct(">I")
+MAGIC = b"evenflow rebuild stream 1\n"
+"""What every stream between the processes starts with."""
+_MAX_FRAME = 1 << 30
 _WRITE, _CHECKPOINT, _END = 0, 1, 2
 _PAGE = 1000  # events per frame from the reader
 # What the parent tells the folder (on its command line): the size of its cache of views (as
 # ``Projector``'s default), how many changed views it holds before sending their rows, and how
-# many evicted views it may refold before it gives up (see ``DetachedPass``).
+# many events its refolds of evicted views may replay before it gives up (see
+# ``DetachedPass``; None: as many as the log holds, so the fold costs at most about twice
+# a fold of the log).
 CACHE_SIZE = 32_768
 FLUSH = 20_000
-REFOLD_LIMIT = 10_000
+REFOLD_LIMIT: int | None = None
 
 
 class ChildFailed(Exception):
@@ -72,11 +78,17 @@ class _FrameSink(Sink):
 
 
 def _frames(stream: IO[bytes]) -> Iterator[bytes]:
-    """The bodies of the frames on ``stream``; raises :class:`EOFError` if it ends inside one."""
+    """The bodies of the frames on ``stream``, after its :data:`MAGIC`; raises
+    :class:`EOFError` if the stream does not start with it, holds a frame longer than
+    :data:`_MAX_FRAME`, or ends inside a frame."""
+    if stream.read(len(MAGIC)) != MAGIC:  # e.g. a sitecustomize that printed at startup
+        raise EOFError("the stream does not start as a rebuild stream")
     while head := stream.read(_LENGTH.size):
         if len(head) < _LENGTH.size:
             raise EOFError("the stream ends inside a frame's length")
         (size,) = _LENGTH.unpack(head)
+        if size > _MAX_FRAME:
+            raise EOFError(f"a frame of {size} bytes: not a rebuild stream")
         body = stream.read(size)
         if len(body) < size:
             raise EOFError("the stream ends inside a frame")
@@ -99,6 +111,7 @@ def _read(path: str, out: IO[bytes]) -> None:
     try:
         encoder = msgspec.msgpack.Encoder()
         cursor = conn.execute(f"SELECT {_tables.EVENT_COLUMNS} FROM events ORDER BY seq")
+        out.write(MAGIC)
         count = 0
         while rows := cursor.fetchmany(_PAGE):
             _send(out, encoder.encode(rows))
@@ -141,6 +154,7 @@ def _fold(
         conn.execute("BEGIN")  # specs and refolds read one snapshot, the reader's
         conn.execute("SELECT 1 FROM events LIMIT 1").fetchall()
         sink = _FrameSink(conn, out)
+        out.write(MAGIC)
         p = DetachedPass(conn, Cache(cache_size), sink, refold_limit=refold_limit)
         for page in _pages(source):
             p.fold_all(page)
@@ -187,8 +201,13 @@ def fold_in_child(conn: sqlite3.Connection, path: str) -> int:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     if not sys.executable:
         raise ChildFailed("no Python executable to start")
-    command = [sys.executable, "-m", "projections._rebuild_child"]
-    fold = ["fold", path, *map(str, (CACHE_SIZE, FLUSH, REFOLD_LIMIT))]
+    # -P: not the working directory first on sys.path, where a package of the user's could
+    # shadow ``events`` or ``projections``.
+    command = [sys.executable, "-P", "-m", "projections._rebuild_child"]
+    limit = REFOLD_LIMIT
+    if limit is None:
+        limit = max(1000, conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+    fold = ["fold", path, *map(str, (CACHE_SIZE, FLUSH, limit))]
     with tempfile.TemporaryFile() as errors, contextlib.ExitStack() as running:
         procs: list[subprocess.Popen[bytes]] = []
 
@@ -227,7 +246,8 @@ def fold_in_child(conn: sqlite3.Connection, path: str) -> int:
 
 def _receive(conn: sqlite3.Connection, stream: IO[bytes]) -> int | None:
     """Write what the frames on ``stream`` say; the count of the end frame, or None if the
-    stream ended before it."""
+    stream ended before it or is not what the folder writes (a frame that does not decode or
+    does not fit, rows the tables refuse)."""
     decoder = msgspec.msgpack.Decoder()
     writes = _tables.WRITES
     try:
@@ -240,7 +260,18 @@ def _receive(conn: sqlite3.Connection, stream: IO[bytes]) -> int | None:
                 conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, frame[1]))
             elif kind == _END:
                 return int(frame[1])
-    except EOFError:
+            else:
+                return None
+    except (
+        EOFError,
+        msgspec.DecodeError,
+        LookupError,
+        TypeError,
+        ValueError,
+        sqlite3.IntegrityError,
+        sqlite3.InterfaceError,
+        sqlite3.ProgrammingError,
+    ):
         return None
     return None
 

@@ -229,7 +229,7 @@ def test_a_child_that_fails_midway_is_undone_and_the_process_rebuilds(
     with caplog.at_level(logging.WARNING, logger="projections._projector"):
         assert projections.rebuild(conn) == len(log.records)
     # The folder's status is 3; the reader's 0, or 4 if the folder stopped reading first.
-    said = r"exit status \[[04], 3\]: .*cannot fold detached: more than 5 evicted views"
+    said = r"exit status \[[04], 3\]: .*cannot fold detached: .* replayed more than 5 events"
     assert re.search(said, caplog.text, re.DOTALL)
     assert sent[0] == 0
     assert sent[1] > 0  # the child had sent rows before it failed
@@ -261,7 +261,7 @@ def test_a_detached_fold_refuses_a_deletion_and_too_many_refolds(
     conn2.execute("BEGIN IMMEDIATE")
     _insert(conn2, many.records)
     conn2.execute("COMMIT")
-    with pytest.raises(DetachedError, match="more than 3 evicted views"):
+    with pytest.raises(DetachedError, match="replayed more than 3 events"):
         _detached_rows(conn2, cache_size=1, flush=1, refold_limit=3, chunk=5)
 
 
@@ -270,27 +270,40 @@ def _frame(body: Any) -> bytes:
     return struct.pack(">I", len(data)) + data
 
 
+M = _rebuild_child.MAGIC
+
+
 @pytest.mark.parametrize(
     "stream",
     [
         b"",  # the child died before it wrote anything
-        _frame([1, 5])[:-1],  # cut inside a frame
-        _frame([1, 5]) + b"\x00\x00",  # cut inside a length
-        _frame([1, 5]),  # no end frame
+        M + _frame([1, 5])[:-1],  # cut inside a frame
+        M + _frame([1, 5]) + b"\x00\x00",  # cut inside a length
+        M + _frame([1, 5]),  # no end frame
+        _frame([1, 5]) + _frame([2, 1]),  # no magic: not what the folder writes
+        b"hello from a sitecustomize\n" + M + _frame([2, 1]),  # something printed first
+        M + struct.pack(">I", 2**31) + b"\x00",  # a length no frame has
+        M + struct.pack(">I", 1) + b"\xc1",  # not msgpack
+        M + _frame([0, 99, []]),  # no such write
+        M + _frame([7]) + _frame([2, 1]),  # no such kind
+        M + _frame([0, 0, [[1, 2]]]),  # rows that do not fit the write
     ],
 )
 def test_a_stream_of_frames_without_its_end_is_a_failure(
     conn: sqlite3.Connection, stream: bytes
 ) -> None:
     install(conn, Projector())
+    conn.execute("BEGIN IMMEDIATE")
     assert _rebuild_child._receive(conn, io.BytesIO(stream)) is None
+    conn.execute("ROLLBACK")
 
 
 def test_frames_write_rows_and_the_checkpoint(conn: sqlite3.Connection) -> None:
     install(conn, Projector())
     artifact = _tables.artifact_row(ref("a1"), 1, "r", "s", 1.5)
     stream = (
-        _frame([0, _tables.WRITES.index(_tables.INSERT_ARTIFACT), [list(artifact)]])
+        M
+        + _frame([0, _tables.WRITES.index(_tables.INSERT_ARTIFACT), [list(artifact)]])
         + _frame([1, 7])
         + _frame([2, 9])
     )
@@ -320,10 +333,54 @@ def test_the_hot_step_events_of_a_big_run_fold_without_refolds(conn: sqlite3.Con
 
 def test_the_folder_takes_only_a_reader_stream_that_ends_with_its_count() -> None:
     row = [1, "r", 1, "step.ready", 1.0, bytes(events_encode(StepReady(step="s")))]
-    page = _frame([row])
+    page = M + _frame([row])
     (got,) = list(_rebuild_child._pages(io.BytesIO(page + _frame(1))))
     assert [(r.seq, r.event) for r in got] == [(1, StepReady(step="s"))]
     with pytest.raises(EOFError, match="ended before its count"):
         list(_rebuild_child._pages(io.BytesIO(page)))  # the reader died after a page
     with pytest.raises(EOFError, match="sent 1 events, and counted 2"):
         list(_rebuild_child._pages(io.BytesIO(page + _frame(2))))
+
+
+def test_a_run_wider_than_the_cache_is_refolded_once_not_once_per_step(
+    conn: sqlite3.Connection,
+) -> None:
+    """Every step ready before the first starts (a wide fan-out): each evicted step is found by
+    folding the run's events since the last such lookup, so all lookups together replay about
+    the run once, not once per step."""
+    log = w2_log(300)
+    append(conn, log.records, None)
+    src = conn
+    dst = sqlite3.connect(":memory:", isolation_level=None)
+    dst.execute("BEGIN")
+    _tables.create(dst)
+    p = DetachedPass(src, Cache(10), Sink(dst))
+    for page in _projector._read_events(src, 0, None):
+        for start in range(0, len(page), 7):
+            p.fold_all(page[start : start + 7])
+            if p.pending >= 5:
+                p.flush()
+    p.flush()
+    dst.execute("COMMIT")
+    assert p.refolds > 250  # nearly every step was evicted before its next event
+    assert p.replayed <= 2 * len(log.records)
+    assert projections.rebuild(conn) == len(log.records)
+    assert _all_rows(dst) == _all_rows(conn)
+
+
+def test_a_package_in_the_working_directory_does_not_shadow_the_childrens(
+    conn: sqlite3.Connection,
+    children: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "project"
+    for name in ("events", "projections"):
+        (project / name).mkdir(parents=True)
+        (project / name / "__init__.py").write_text("raise ImportError('the user s own')\n")
+    log = w2_log(5)
+    before = _incremental(conn, log)
+    monkeypatch.chdir(project)
+    assert projections.rebuild(conn) == len(log.records)
+    assert children == [len(log.records)]  # folded by the children, not the fallback
+    assert _all_rows(conn) == before

@@ -144,3 +144,28 @@ def test_a_call_that_outlives_its_loop_ends_quietly() -> None:
     finally:
         threading.excepthook = hook
     assert errors == []
+
+
+async def test_a_thread_that_cannot_start_leaves_no_call_behind(
+    threads: StepThreads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            await threads.run(ran.append, "orphan")
+    assert threads.threads == 0
+    # The next thread finds the orphan call first, skips it (its caller is gone), runs this one.
+    assert await threads.run(lambda: "next") == "next"
+    assert ran == []
+    # The books still balance: two calls at once get two threads.
+    began = time.monotonic()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(threads.run, time.sleep, 0.5)
+        tg.start_soon(threads.run, time.sleep, 0.5)
+    assert time.monotonic() - began < 0.9  # not one after the other (1 s)
+    assert threads.threads == 2
