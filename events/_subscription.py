@@ -46,9 +46,14 @@ class Subscription:
     def _deliver(self, batch: Sequence[Recorded]) -> None:
         """Called by the writer after a commit. Must not block or raise."""
         if self._catch_up:
-            # We will read the table anyway; buffering would only duplicate work. Mark that the
-            # table moved, so a read that started before this commit is followed by another.
+            # Mark that the table moved, so a read that started before this commit is followed
+            # by another. Keep the batch too: if the store closes before that read, it is what
+            # this subscriber still gets (rows it reads first are dropped as already seen).
             self._dirty = True
+            if len(self._buffer) + len(batch) > _BUFFER:
+                self._buffer.clear()  # a gap then ends a closing subscription early, never wrongly
+            else:
+                self._buffer.extend(batch)
             self._wakeup.set()
             return
         if len(self._buffer) + len(batch) > _BUFFER:
@@ -75,8 +80,10 @@ class Subscription:
                 continue
             if self._catch_up:
                 if self._closed:
-                    # The store is closing (its reader goes next): stop instead of reading.
-                    raise StopAsyncIteration
+                    # The store is closing (its reader goes next): no more reads, only what the
+                    # writer handed over, while it follows on from the cursor.
+                    self._catch_up = False
+                    continue
                 await self._fill_from_table(None)
                 continue
             if self._buffer:

@@ -163,3 +163,44 @@ async def test_subscribe_on_a_closed_store(db: Path) -> None:
     with pytest.raises(StoreError):
         async with store.subscribe(0):
             pass
+
+
+def _rec(seq: int) -> Recorded:
+    return Recorded(seq, "s", seq, "step.ready", 1.0, StepReady(step=f"s{seq}"))
+
+
+@pytest.mark.parametrize("overflow", [False, True])
+async def test_a_store_closed_while_a_subscriber_reads_still_gives_it_what_was_committed(
+    overflow: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The subscriber reads the table (a snapshot without 4 and 5), those two are committed,
+    and the store closes before the subscriber can read again: it still gets 4 and 5, from what
+    the writer handed it. If its buffer overflowed meanwhile, it stops at 3, never skipping."""
+    if overflow:
+        monkeypatch.setattr(_subscription, "_BUFFER", 1)
+    table = [_rec(1), _rec(2), _rec(3)]
+    reading, resume = anyio.Event(), anyio.Event()
+
+    async def read_range(
+        after_seq: int = 0, to_seq: int | None = None, *, limit: int | None = None
+    ) -> list[Recorded]:
+        snapshot = [r for r in table if r.seq > after_seq]
+        reading.set()
+        await resume.wait()
+        return snapshot
+
+    sub = Subscription(read_range, 0, None)
+    got: list[int] = []
+
+    async def follow() -> None:
+        got.extend([r.seq async for r in sub])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(follow)
+        await reading.wait()
+        batch = [_rec(4), _rec(5)]
+        table.extend(batch)
+        sub._deliver(batch)
+        sub._close()
+        resume.set()
+    assert got == ([1, 2, 3] if overflow else [1, 2, 3, 4, 5])
