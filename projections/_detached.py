@@ -24,8 +24,9 @@ from collections.abc import Iterator
 
 from msgspec.structs import replace
 
-from events import Recorded, RunsDeleted, decode_many
+from events import Recorded, RunsDeleted
 
+from . import _tables
 from ._cache import Cache, StepKey
 from ._pass import Pass, Sink
 from ._specs import Specs
@@ -45,16 +46,12 @@ def _history(
 ) -> Iterator[list[Recorded]]:
     """The events of ``run_id``'s stream with ``start <= seq < before``, in order, in pages."""
     cursor = conn.execute(
-        "SELECT seq, stream, version, type, recorded_at, payload FROM events"
+        f"SELECT {_tables.EVENT_COLUMNS} FROM events"
         " WHERE stream = ? AND seq >= ? AND seq < ? ORDER BY version",
         (run_id, start, before),
     )
     while rows := cursor.fetchmany(1000):
-        events = decode_many([row[5] for row in rows])
-        yield [
-            Recorded(seq, stream, version, type_, at, event)
-            for (seq, stream, version, type_, at, _), event in zip(rows, events, strict=True)
-        ]
+        yield _tables.records(rows)
 
 
 class DetachedPass(Pass):
@@ -119,22 +116,16 @@ class DetachedPass(Pass):
         run_id, step_id = key
         creation = self._creation(run_id)
         if creation.rows is not None and step_id not in creation.rows:
-            # Never written, so never changed since run.created (as Pass._load_step).
-            spec = creation.specs.get(step_id)
-            if spec is None:
-                self.missing_steps.add(key)
-                return None
-            view = born(run_id, spec, creation.seq)
-        else:
-            history = self._refold(run_id, seq)
-            found = history.steps.get(key) or history.unchanged(key)
-            if found is None:
-                self.missing_steps.add(key)
-                return None
-            view = found
-            declared = history.declared.get(key)
-            if declared is not None:
-                self.declared[key] = declared
+            # Never written: Pass derives it from run.created without reading the table.
+            return super()._load_step(key, seq)
+        history = self._refold(run_id, seq)
+        view = history.steps.get(key) or history.unchanged(key)
+        if view is None:
+            self.missing_steps.add(key)
+            return None
+        declared = history.declared.get(key)
+        if declared is not None:
+            self.declared[key] = declared
         self.steps[key] = view
         return view
 

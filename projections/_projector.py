@@ -26,7 +26,7 @@ import sqlite3
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 
-from events import Recorded, decode_many
+from events import Recorded
 
 from . import _tables
 from ._bulk import bulk_load
@@ -54,11 +54,7 @@ def _read_events(
         params.append(before)
     cursor = conn.execute(sql + " ORDER BY seq", params)
     while rows := cursor.fetchmany(_CHUNK):
-        events = decode_many([row[5] for row in rows])
-        yield [
-            Recorded(seq, stream, version, type_, at, event)
-            for (seq, stream, version, type_, at, _), event in zip(rows, events, strict=True)
-        ]
+        yield _tables.records(rows)
 
 
 def _fold(p: Pass, pages: Iterable[Sequence[Recorded]], *, expect: bool) -> None:
@@ -173,11 +169,13 @@ def _fold_detached(conn: sqlite3.Connection) -> int | None:
         return None
     if conn.execute("SELECT 1 FROM events WHERE type = 'runs.deleted' LIMIT 1").fetchone():
         return None
-    from ._rebuild_child import ChildFailed, fold_in_child  # it imports this module
+    # Imported here: ``python -m projections._rebuild_child`` must find it not yet imported
+    # when the package (which imports this module) is.
+    from ._rebuild_child import ChildFailed, fold_in_child
 
     conn.execute("SAVEPOINT rebuild_in_child")
     try:
-        folded = fold_in_child(conn, path)
+        folded = fold_in_child(conn, path, last)
     except ChildFailed as exc:
         _undo(conn)
         _log.warning("rebuilding in this process: the child process failed (%s)", exc)

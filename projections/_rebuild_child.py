@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import msgspec
 
-from events import Recorded, decode_many
+from events import Recorded
 
 from . import _tables
 from ._cache import Cache
@@ -136,11 +136,7 @@ def _pages(source: IO[bytes]) -> Iterator[list[Recorded]]:
             if rows != received:
                 raise EOFError(f"the reader sent {received} events, and counted {rows}")
             return
-        events = decode_many([row[5] for row in rows])
-        yield [
-            Recorded(seq, stream, version, type_, at, event)
-            for (seq, stream, version, type_, at, _), event in zip(rows, events, strict=True)
-        ]
+        yield _tables.records(rows)
         received += len(rows)
     raise EOFError("the reader's stream ended before its count")
 
@@ -189,9 +185,10 @@ def main() -> int:
     os._exit(0)
 
 
-def fold_in_child(conn: sqlite3.Connection, path: str) -> int:
+def fold_in_child(conn: sqlite3.Connection, path: str, log_size: int) -> int:
     """Write, on ``conn`` (in its transaction), the rows a folder process sends as it folds
     ``path``'s events, which a reader process sends it; return how many events it folded.
+    ``log_size`` (the newest seq) sets the folder's refold budget unless :data:`REFOLD_LIMIT` does.
 
     Raises :class:`ChildFailed` if either fails or cannot start (the rows written so far are
     then the caller's to undo).
@@ -204,9 +201,7 @@ def fold_in_child(conn: sqlite3.Connection, path: str) -> int:
     # -P: not the working directory first on sys.path, where a package of the user's could
     # shadow ``events`` or ``projections``.
     command = [sys.executable, "-P", "-m", "projections._rebuild_child"]
-    limit = REFOLD_LIMIT
-    if limit is None:
-        limit = max(1000, conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+    limit = max(1000, log_size) if REFOLD_LIMIT is None else REFOLD_LIMIT
     fold = ["fold", path, *map(str, (CACHE_SIZE, FLUSH, limit))]
     with tempfile.TemporaryFile() as errors, contextlib.ExitStack() as running:
         procs: list[subprocess.Popen[bytes]] = []

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from events import ArtifactRef
+from events import ArtifactRef, Recorded, decode_many
 
 from ._views import (
     STATUS_VALUE,
@@ -145,6 +145,17 @@ SET_CHECKPOINT = (
 )
 EVENT_COLUMNS = "seq, stream, version, type, recorded_at, payload"
 """The columns a fold reads of each event (not its chain hash: a fold never needs it)."""
+
+
+def records(rows: Sequence[Sequence[Any]]) -> list[Recorded]:
+    """The records of event rows read as :data:`EVENT_COLUMNS`, their payloads decoded together
+    (``events.decode_many``)."""
+    events = decode_many([row[5] for row in rows])
+    return [
+        Recorded(seq, stream, version, type_, at, event)
+        for (seq, stream, version, type_, at, _), event in zip(rows, events, strict=True)
+    ]
+
 
 _tags_encoder = msgspec.json.Encoder()
 

@@ -121,8 +121,8 @@ def children(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     folded: list[int] = []
     real = _rebuild_child.fold_in_child
 
-    def spy(conn: sqlite3.Connection, path: str) -> int:
-        n = real(conn, path)
+    def spy(conn: sqlite3.Connection, path: str, log_size: int) -> int:
+        n = real(conn, path, log_size)
         folded.append(n)
         return n
 
