@@ -28,6 +28,7 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _codec, _schema
+from ._checkpointer import Checkpointer
 from ._errors import StoreBusyError, StoreCorruptedError, StoreError
 from ._subscription import Subscription
 from ._types import AnyEvent, Recorded, tag_of
@@ -63,6 +64,11 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Re
             raise StoreCorruptedError(f"event seq {seq}: {exc}") from exc
         out.append(Recorded(seq, stream, version, type_, recorded_at, event, hash_))
     return out
+
+
+async def _close_shielded(checkpointer: Checkpointer) -> None:
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(checkpointer.close)
 
 
 def _last_seq(conn: sqlite3.Connection) -> int:
@@ -141,6 +147,7 @@ class EventStore:
         self._inline = batch_writer.durability == "normal"
         self._queued = 0  # requests sent to the writer task and not yet taken by it
         self._writing = False  # a batch is being committed (by the writer task or inline)
+        self.checkpointer: Checkpointer | None = None  # copies the WAL back (see _checkpointer)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -193,11 +200,19 @@ class EventStore:
             batch_writer = await _on_thread(
                 writer, _prepare_writer, writer._conn, path, durability, fresh, hooks, busy_deadline
             )
-            async with aiosqlite.connect(path, isolation_level=None) as reader:
+            checkpointer = Checkpointer(path, _SYNCHRONOUS[durability])
+            batch_writer.after_commit = checkpointer.poke
+            async with contextlib.AsyncExitStack() as stack:
+                # Closed before the writer: the writer, closing last, checkpoints what is left.
+                stack.push_async_callback(_close_shielded, checkpointer)
+                reader = await stack.enter_async_context(
+                    aiosqlite.connect(path, isolation_level=None)
+                )
                 await reader.execute("PRAGMA busy_timeout = 5000")
                 await reader.execute("PRAGMA query_only = 1")
                 send, recv = anyio.create_memory_object_stream[Request](_QUEUE)
                 store = cls(path, writer, batch_writer, reader, send)
+                store.checkpointer = checkpointer
                 try:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(store._run_writer, recv)

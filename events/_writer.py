@@ -166,6 +166,7 @@ class BatchWriter:
         self._insert_sql = {1 << n: _insert_sql(1 << n) for n in range(self._chunk.bit_length())}
         self._versions: dict[str, int] = {}  # stream -> version as of self._last_seq
         self._last_seq = -1  # the head this writer committed last (-1: none yet)
+        self.after_commit: Callable[[], None] | None = None  # called after a commit with rows
 
     def write(self, batch: Sequence[Request]) -> Written:
         """Commit ``batch`` in one transaction (retrying while busy); fill in each request."""
@@ -195,6 +196,8 @@ class BatchWriter:
         else:
             self._versions.update(versions)
         self._last_seq = written.rows[-1][0] if written.rows else head
+        if written.rows and self.after_commit is not None:
+            self.after_commit()
         return written
 
     def _write(self, batch: Sequence[Request]) -> tuple[int, dict[str, int], Written]:

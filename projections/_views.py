@@ -186,6 +186,10 @@ class StoredStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
     A msgpack array (no field names): ``spec_seq``, the seq of the ``step.declared`` that
     declared the step (0 when its run's ``run.created`` did), then :class:`StepView`'s fields
     from ``status`` on, in their order. :func:`encode_step` writes it straight from a view.
+
+    ``outputs`` names an artifact that is also in ``artifacts`` by its id only (every output
+    of a step the log recorded is): each ref is stored once, which keeps the row about a
+    third smaller. Rows written before that, with whole refs, read the same.
     """
 
     spec_seq: int
@@ -195,7 +199,7 @@ class StoredStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
     start_time: float | None
     end_time: float | None
     duration: float | None
-    outputs: dict[str, list[ArtifactRef]]
+    outputs: dict[str, list[str | ArtifactRef]]
     cache_key: str | None
     original_step_run_id: str | None
     error: str | None
@@ -208,6 +212,19 @@ class StoredStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
     def view(self, run_id: str, spec: StepSpec) -> StepView:
         """The step view this row stores, given the step's run and spec."""
+        outputs: dict[str, list[ArtifactRef]] = {}
+        if self.outputs:
+            arts = self.artifacts
+            try:
+                outputs = {
+                    name: [arts[ref] if isinstance(ref, str) else ref for ref in refs]
+                    for name, refs in self.outputs.items()
+                }
+            except KeyError as exc:
+                raise msgspec.ValidationError(
+                    f"step {spec.id!r} of run {run_id!r}: output artifact {exc} is not among "
+                    "the step's artifacts"
+                ) from None
         return StepView(
             run_id=run_id,
             id=spec.id,
@@ -219,7 +236,7 @@ class StoredStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
             start_time=self.start_time,
             end_time=self.end_time,
             duration=self.duration,
-            outputs=self.outputs,
+            outputs=outputs,
             cache_key=self.cache_key,
             original_step_run_id=self.original_step_run_id,
             error=self.error,
@@ -236,6 +253,7 @@ class StoredStep(msgspec.Struct, frozen=True, array_like=True, gc=False):
 # the spec's seq followed by the rest, in order (tests pin the two field lists together).
 STEP_FIXED_FIELDS = ("run_id", "id", "name", "spec")
 _STORED_FROM = len(STEP_FIXED_FIELDS)
+_OUTPUTS_AT = list(StepView.__struct_fields__).index("outputs")
 
 # One encoder and one decoder per stored type, created once (msgspec's performance advice).
 _encoder = msgspec.msgpack.Encoder()
@@ -259,7 +277,23 @@ def encode_step(view: StepView, spec_seq: int) -> bytes:
     Encoded from a tuple (a msgpack array, as ``array_like`` structs are) rather than by
     building a :class:`StoredStep`: this runs for every changed step of every batch.
     """
-    return _encoder.encode((spec_seq, *_astuple(view)[_STORED_FROM:]))
+    fields = _astuple(view)
+    outputs = view.outputs
+    if outputs:
+        arts = view.artifacts
+        fields = (
+            *fields[_STORED_FROM:_OUTPUTS_AT],
+            {name: [_output_id(ref, arts) for ref in refs] for name, refs in outputs.items()},
+            *fields[_OUTPUTS_AT + 1 :],
+        )
+        return _encoder.encode((spec_seq, *fields))
+    return _encoder.encode((spec_seq, *fields[_STORED_FROM:]))
+
+
+def _output_id(ref: ArtifactRef, artifacts: dict[str, ArtifactRef]) -> str | ArtifactRef:
+    """``ref``'s id when ``artifacts`` holds that very ref (see :class:`StoredStep`)."""
+    known = artifacts.get(ref.id)
+    return ref.id if known is ref or known == ref else ref
 
 
 def decode_run(blob: bytes) -> RunView:

@@ -39,8 +39,14 @@ def test_chain_runs_and_returns_the_finished_run() -> None:
 def test_fan_in_list_input_receives_loaded_values() -> None:
     run = basic.fan(n=4)
     assert run.steps["total"].output.load() == 8
-    assert set(run.steps) == {"make_number", "add_one", "add_one_2", "add_one_3", "add_one_4",
-                              "total"}
+    assert set(run.steps) == {
+        "make_number",
+        "add_one",
+        "add_one_2",
+        "add_one_3",
+        "add_one_4",
+        "total",
+    }
 
 
 def test_multi_output_step_names_each_output() -> None:

@@ -148,6 +148,47 @@ def test_a_stored_step_is_the_view_without_its_fixed_fields() -> None:
     assert b"inputs" not in encode_step(view, 7)  # the spec is not in the row
 
 
+def test_a_stored_step_keeps_each_artifact_ref_once() -> None:
+    view = msgspec.structs.replace(
+        full_view(),
+        outputs={"output": [ref("a1")], "other": [ref("a2"), ref("a1")]},
+        artifacts={"a1": ref("a1"), "a2": ref("a2")},
+    )
+    blob = encode_step(view, 3)
+    assert blob.count(b"ha1") == 1
+    assert blob.count(b"ha2") == 1
+    assert decode_step(blob).outputs == {"output": ["a1"], "other": ["a2", "a1"]}
+    assert decode_step(blob).view(RUN, view.spec) == view
+
+
+def test_an_output_that_is_not_among_the_artifacts_is_stored_whole() -> None:
+    stray = msgspec.structs.replace(ref("a1"), uri="elsewhere")  # same id, another ref
+    view = msgspec.structs.replace(
+        full_view(), outputs={"output": [stray], "b": [ref("b1")]}, artifacts={"a1": ref("a1")}
+    )
+    stored = decode_step(encode_step(view, 0))
+    assert stored.outputs == {"output": [stray], "b": [ref("b1")]}
+    assert stored.view(RUN, view.spec) == view
+
+
+def test_a_row_written_with_whole_output_refs_still_reads() -> None:
+    view = full_view()
+    old_layout = msgspec.msgpack.encode(
+        (7, *msgspec.structs.astuple(view)[len(STEP_FIXED_FIELDS) :])
+    )
+    assert old_layout != encode_step(view, 7)
+    assert old_layout.count(b"ha1") == 2
+    assert decode_step(old_layout).view(RUN, view.spec) == view
+
+
+def test_a_row_naming_an_output_it_does_not_hold_is_a_clear_error() -> None:
+    view = full_view()
+    blob = encode_step(msgspec.structs.replace(view, artifacts={"a1": ref("a1")}), 0)
+    broken = msgspec.structs.replace(decode_step(blob), artifacts={})
+    with pytest.raises(msgspec.ValidationError, match="output artifact 'a1' is not among"):
+        broken.view(RUN, view.spec)
+
+
 def test_hot_transitions_are_the_ones_the_match_picks() -> None:
     view = full_view()
     samples = {
