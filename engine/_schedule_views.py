@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import projections
-from events import Recorded, decode
+from events import COLD_TYPES, Recorded, decode
 
 from ._cron import TickSpec, upcoming
 from .enums import ExecutionStatus
@@ -33,8 +33,8 @@ _TICK = "schedule.triggered"
 # Every schedule event but the ticks: two ranges of the events_by_type index, on either side of
 # schedule.triggered (created, paused, resumed, deleted: a few rows per schedule).
 _NOT_TICKS = (
-    f"SELECT {_COLUMNS} FROM events WHERE type >= ? AND type < ? UNION ALL "
-    f"SELECT {_COLUMNS} FROM events WHERE type > ? AND type < ? ORDER BY seq"
+    f"SELECT {_COLUMNS} FROM events WHERE type >= ? AND type < ? AND {COLD_TYPES} UNION ALL "
+    f"SELECT {_COLUMNS} FROM events WHERE type > ? AND type < ? AND {COLD_TYPES} ORDER BY seq"
 )
 _HEAD = f"SELECT {_COLUMNS} FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1"
 # ``+type`` keeps SQLite on UNIQUE(stream, version), walking down from the stream's head (past

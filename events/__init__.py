@@ -23,6 +23,7 @@ from ._errors import StoreCorruptedError as StoreCorruptedError
 from ._errors import StoreError as StoreError
 from ._export import audit_export as audit_export
 from ._export import export_stream as export_stream
+from ._schema import COLD_TYPES as COLD_TYPES
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._store import Durability as Durability
 from ._store import EventStore as EventStore

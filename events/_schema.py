@@ -17,7 +17,26 @@ from ._errors import StoreCorruptedError, StoreError
 APPLICATION_ID = 0x45564E46  # "EVNF"
 SCHEMA_VERSION = 1
 
-DDL = """
+HOT_TYPES = (
+    "artifact.stored",
+    "step.declared",
+    "step.logs",
+    "step.ready",
+    "step.started",
+    "step.succeeded",
+)
+"""The types every step appends (most of any log), left out of the ``events_by_type`` index.
+
+Nothing looks these up by type: a run's steps are read by stream, a tail walks seqs. Leaving
+them out makes the index a few entries per run instead of one per event, so an append updates
+one B-tree fewer for each of them (about a fifth more events per second, measured on W6)."""
+
+COLD_TYPES = "type NOT IN (" + ", ".join(f"'{t}'" for t in HOT_TYPES) + ")"
+"""The type index's condition, word for word: a query must carry this very term for SQLite to
+use the partial index (see :func:`type_prefix_filter`). Public, for the queries of ``engine``
+and ``projections`` that look events up by a type that is not hot."""
+
+DDL = f"""
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     stream TEXT NOT NULL,
@@ -28,7 +47,7 @@ CREATE TABLE IF NOT EXISTS events (
     hash BLOB NOT NULL,
     UNIQUE (stream, version)
 );
-CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq) WHERE {COLD_TYPES};
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'evenflow events are append-only: UPDATE is not allowed'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
@@ -152,6 +171,36 @@ def initialise_in_tx(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def type_index_is_partial(conn: sqlite3.Connection) -> bool:
+    """Whether ``events_by_type`` is the partial index of :data:`COLD_TYPES` (a database
+    created before it was partial indexes every event; either serves every query, only the
+    speed of appends differs)."""
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'events_by_type'"
+    ).fetchone()
+    return row is not None and COLD_TYPES in (row[0] or "")
+
+
+def make_type_index_partial_in_tx(conn: sqlite3.Connection) -> None:
+    """Replace a full ``events_by_type`` index by the partial one, inside the caller's write
+    transaction (another process may have done it meanwhile: then nothing changes)."""
+    if not type_index_is_partial(conn):
+        conn.execute("DROP INDEX IF EXISTS events_by_type")
+        conn.execute(f"CREATE INDEX events_by_type ON events (type, seq) WHERE {COLD_TYPES}")
+
+
+def type_prefix_filter(prefix: str) -> tuple[str, tuple[str, str]]:
+    """An SQL condition matching the types that start with ``prefix``, and its parameters.
+
+    When no :data:`HOT_TYPES` type starts with ``prefix``, the condition also carries
+    :data:`COLD_TYPES`: it removes nothing there, and it lets SQLite use the type index.
+    """
+    sql = "type >= ? AND type < ?"
+    if not any(t.startswith(prefix) for t in HOT_TYPES):
+        sql += f" AND {COLD_TYPES}"
+    return sql, (prefix, prefix + "\U0010ffff")
 
 
 def _statements(script: str) -> list[str]:

@@ -108,6 +108,12 @@ def _prepare_writer(
                 busy_deadline,
                 path,
             )
+        elif not _schema.type_index_is_partial(conn):
+            retry_busy(
+                lambda: in_transaction(conn, lambda: _schema.make_type_index_partial_in_tx(conn)),
+                busy_deadline,
+                path,
+            )
         if hooks:
             retry_busy(lambda: in_transaction(conn, install), busy_deadline, path)
     except sqlite3.DatabaseError as exc:
@@ -470,8 +476,9 @@ class EventStore:
         self, type_prefix: str, *, after_seq: int = 0, limit: int | None = None
     ) -> list[Recorded]:
         """Events whose type starts with ``type_prefix`` (``"step."``), oldest first."""
-        sql = f"SELECT {_COLUMNS} FROM events WHERE type >= ? AND type < ? AND seq > ? ORDER BY seq"
-        params: list[Any] = [type_prefix, type_prefix + "\U0010ffff", after_seq]
+        types, bounds = _schema.type_prefix_filter(type_prefix)
+        sql = f"SELECT {_COLUMNS} FROM events WHERE {types} AND seq > ? ORDER BY seq"
+        params: list[Any] = [*bounds, after_seq]
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)

@@ -26,7 +26,7 @@ import sqlite3
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 
-from events import Recorded
+from events import COLD_TYPES, Recorded
 
 from . import _tables
 from ._bulk import bulk_load
@@ -167,7 +167,8 @@ def _fold_detached(conn: sqlite3.Connection) -> int | None:
     (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
     if not path or str(mode).lower() != "wal":
         return None
-    if conn.execute("SELECT 1 FROM events WHERE type = 'runs.deleted' LIMIT 1").fetchone():
+    deleted = f"SELECT 1 FROM events WHERE type = 'runs.deleted' AND {COLD_TYPES} LIMIT 1"
+    if conn.execute(deleted).fetchone():
         return None
     # Imported here: ``python -m projections._rebuild_child`` must find it not yet imported
     # when the package (which imports this module) is.

@@ -17,6 +17,7 @@ EXPORTED = {
     "Follower",
     "Recorded",
     "SCHEMA_VERSION",
+    "COLD_TYPES",
     # errors
     "EngineError",
     "StoreError",
