@@ -31,10 +31,13 @@ Nothing looks these up by type: a run's steps are read by stream, a tail walks s
 them out makes the index a few entries per run instead of one per event, so an append updates
 one B-tree fewer for each of them (about a fifth more events per second, measured on W6)."""
 
-COLD_TYPES = "type NOT IN (" + ", ".join(f"'{t}'" for t in HOT_TYPES) + ")"
-"""The type index's condition, word for word: a query must carry this very term for SQLite to
-use the partial index (see :func:`type_prefix_filter`). Public, for the queries of ``engine``
-and ``projections`` that look events up by a type that is not hot."""
+COLD_TYPES = " AND ".join(f"type <> '{t}'" for t in HOT_TYPES)
+"""The type index's condition, word for word: a query must carry these very terms for SQLite
+to use the partial index (see :func:`type_prefix_filter`). Public, for the queries of
+``engine`` and ``projections`` that look events up by a type that is not hot.
+
+Comparisons, not ``type NOT IN (...)``: SQLite builds an IN list's lookup table each time the
+insert statement runs, which made appends slower than with the full index."""
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS events (
