@@ -31,6 +31,48 @@ def row_hash(
     ).digest()
 
 
+_TAG_BYTES: dict[str, bytes] = {}  # type -> its length prefix and UTF-8 (a few dozen types)
+
+
+def chain_stream_rows(
+    prev: bytes,
+    seq: int,
+    stream: str,
+    version: int,
+    recorded_at: float,
+    items: Iterable[tuple[object, bytes, str]],
+    rows: list[tuple[int, str, int, str, float, bytes, bytes]],
+) -> tuple[bytes, int, int]:
+    """Append to ``rows`` one row per ``(event, payload, type)`` of ``items``, all of
+    ``stream`` and recorded at ``recorded_at``, with the next seqs, versions and chain hashes
+    after ``prev``, ``seq`` and ``version``. Returns the last hash, seq and version.
+
+    Each hash is :func:`row_hash`'s (a test holds them equal); what is the same for every row
+    of the stream is computed once, as this is the append path's per-event cost.
+    """
+    s = stream.encode()
+    size = len(s)
+    pack = _HEAD.pack
+    blake2b = hashlib.blake2b
+    join = b"".join
+    tag_bytes = _TAG_BYTES
+    append = rows.append
+    for _, payload, type_ in items:
+        version += 1
+        seq += 1
+        t = tag_bytes.get(type_)
+        if t is None:
+            encoded = type_.encode()
+            t = _LEN.pack(len(encoded)) + encoded
+            if len(tag_bytes) < 4096:
+                tag_bytes[type_] = t
+        prev = blake2b(
+            join((prev, pack(version, recorded_at, size), s, t, payload)), digest_size=32
+        ).digest()
+        append((seq, stream, version, type_, recorded_at, payload, prev))
+    return prev, seq, version
+
+
 class ChainRow(NamedTuple):
     seq: int
     stream: str

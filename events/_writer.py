@@ -27,7 +27,7 @@ from typing import Protocol, TypeVar
 
 import anyio
 
-from ._chain import GENESIS, row_hash
+from ._chain import GENESIS, chain_stream_rows
 from ._errors import ConcurrencyError, StoreBusyError, StoreError
 from ._types import AnyEvent, Recorded
 
@@ -228,12 +228,8 @@ class BatchWriter:
                 req.error = ConcurrencyError(stream, req.expected_version, version)
                 continue
             first = seq + 1
-            for event, payload, tag in req.items:
-                version += 1
-                seq += 1
-                prev = row_hash(prev, stream, version, tag, now, payload)
-                rows.append((seq, stream, version, tag, now, payload, prev))
-                events.append(event)
+            prev, seq, version = chain_stream_rows(prev, seq, stream, version, now, req.items, rows)
+            events.extend([item[0] for item in req.items])
             req.seqs = list(range(first, seq + 1))
             versions[stream] = version
         written = Written(rows, events)

@@ -10,6 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from events import GENESIS, ChainRow, row_hash, verify_rows
+from events._chain import chain_stream_rows
 
 _CONTENT = st.tuples(
     st.sampled_from(["run-1", "run-2", "schedule:x", "é"]) | st.text(max_size=8),
@@ -127,3 +128,28 @@ def test_dropping_the_tail_is_not_visible_to_the_chain_alone() -> None:
     outside the rows (the highest seq ever issued, a published head hash)."""
     rows = build([("s", "x", 1.0, b"a"), ("s", "x", 2.0, b"b")])
     assert verify_rows(rows[:1])[0] is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    stream=st.sampled_from(["run-1", "é", ""]) | st.text(max_size=8),
+    items=st.lists(
+        st.tuples(st.binary(max_size=40), st.sampled_from(["step.ready", "x", "ü"]) | st.text()),
+        max_size=10,
+    ),
+    start=st.tuples(st.binary(min_size=32, max_size=32), st.integers(0, 2**40), st.integers(0, 9)),
+    at=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+)
+def test_the_append_paths_batch_hashing_equals_row_hash(
+    stream: str, items: list[tuple[bytes, str]], start: tuple[bytes, int, int], at: float
+) -> None:
+    prev, seq, version = start
+    rows: list[tuple[int, str, int, str, float, bytes, bytes]] = []
+    last = chain_stream_rows(prev, seq, stream, version, at, [(None, p, t) for p, t in items], rows)
+    expected = []
+    for payload, type_ in items:
+        seq, version = seq + 1, version + 1
+        prev = row_hash(prev, stream, version, type_, at, payload)
+        expected.append((seq, stream, version, type_, at, payload, prev))
+    assert rows == expected
+    assert last == (prev, seq, version)
