@@ -52,6 +52,20 @@ INLINE_MAX = 512
 """Largest content (bytes) kept inline in its reference instead of a file."""
 DATA_URI = "data:;base64,"
 _CACHE_BYTES = 32 * 1024 * 1024
+_INLINE_VALUES_MAX = 4096  # loaded inline values kept (see ArtifactStore.load); then start over
+_IMMUTABLE = frozenset({int, float, complex, bool, str, bytes, type(None)})
+_MISSING = object()
+
+
+def _immutable(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` can never change: an exact built-in scalar, or a tuple or frozenset
+    of such values (a few levels deep). Subclasses do not count: they may carry state."""
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return True
+    if (kind is tuple or kind is frozenset) and depth < 4:
+        return all(_immutable(item, depth + 1) for item in value)
+    return False
 
 
 def _new_id() -> str:
@@ -104,6 +118,9 @@ class ArtifactStore:
         self._recent_size = 0
         self._recent_lock = threading.Lock()
         self._dirs: set[str] = set()
+        # Immutable values decoded from inline refs, by (uri, materializer, type): a fan-out's
+        # steps all load the same small input, and an immutable value can be shared safely.
+        self._inline_values: dict[tuple[str, str, str], Any] = {}
         self._plans = Plans(materializers)
         self._auto = self._plans.auto  # the hot path reads it directly
 
@@ -336,6 +353,12 @@ class ArtifactStore:
             ArtifactError: the content is missing or unreadable, or its materializer or type
                 cannot be imported; the message names the artifact, its id and its path.
         """
+        inline = ref.uri.startswith(DATA_URI)
+        if inline:
+            key = (ref.uri, ref.materializer, ref.type_name)
+            value = self._inline_values.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
         label = f"artifact {ref.name!r} (id {ref.id})"
         materializer = self._plans.materializer(ref.materializer, label)
         data_type = self._plans.data_type(ref.type_name, materializer, label)
@@ -343,7 +366,6 @@ class ArtifactStore:
         # this store, and not found missing since): the hot path of a step loading its input.
         digest = ref.content_hash
         data = self._recent.get(digest)
-        inline = ref.uri.startswith(DATA_URI)
         if inline or (
             data is not None
             and digest in self._known
@@ -355,11 +377,16 @@ class ArtifactStore:
                     data = base64.b64decode(ref.uri[len(DATA_URI) :], validate=True)
                 assert data is not None
                 codec = cast(BytesCodec, materializer("", self._files))
-                return codec._from_bytes(data, data_type)
+                value = codec._from_bytes(data, data_type)
             except Exception as exc:
                 raise ArtifactError(
                     f"{label} cannot be loaded by {ref.materializer}: {exc}"
                 ) from exc
+            if inline and _immutable(value):
+                if len(self._inline_values) >= _INLINE_VALUES_MAX:
+                    self._inline_values.clear()
+                self._inline_values[(ref.uri, ref.materializer, ref.type_name)] = value
+            return value
         path = self.path_of(ref)
         try:
             if _uses_bytes(materializer):

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import events
-from engine import Client, Engine, ExecutionStatus, pipeline, step
+from engine import Client, Engine, ExecutionStatus, _artifacts, pipeline, step
 from engine._artifacts import DATA_URI, INLINE_MAX, ArtifactStore
 from engine._cli import app
 from engine._materializers_extra import CloudpickleMaterializer
@@ -225,6 +225,62 @@ LOAD_IN_ANOTHER_PROCESS = textwrap.dedent(
     print(repr([run.steps[s].output.load() for s in ("small", "label")]))
     """
 )
+
+
+@pytest.mark.parametrize("value", [12345678901, 2.5, "text", b"raw", None, (1, ("a", 2.0))])
+def test_an_immutable_inline_value_is_decoded_once(tmp_path: Path, value: Any) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    ref = store.save(value, name="small")
+    first = store.load(ref)
+    assert first == value
+    assert store.load(ref) is first  # shared: nothing can change it
+    other = ArtifactStore(tmp_path / "artifacts").load(ref)
+    assert other == value
+
+
+@pytest.mark.parametrize("value", [[1, 2], {"k": [1]}, {1, 2}, (1, [2]), bytearray(b"x")])
+def test_a_mutable_inline_value_is_decoded_afresh_for_every_load(
+    tmp_path: Path, value: Any
+) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    ref = store.save(value, name="small")
+    first = store.load(ref)
+    assert store.load(ref) is not first
+    assert store.load(ref) == value
+
+
+def test_the_decoded_inline_values_are_bounded(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    refs = [store.save(i, name="n") for i in range(_artifacts._INLINE_VALUES_MAX + 10)]
+    assert [store.load(ref) for ref in refs] == list(range(len(refs)))
+    assert len(store._inline_values) <= _artifacts._INLINE_VALUES_MAX
+
+
+@step
+def _numbers() -> list[int]:
+    return [1, 2, 3]
+
+
+@step
+def _append_four(xs: list[int]) -> list[int]:
+    xs.append(4)  # changes its own copy of the input only
+    return xs
+
+
+@pipeline
+def _two_mutators() -> None:
+    xs = _numbers()
+    _append_four(xs, id="first")
+    _append_four(xs, id="second")
+
+
+def test_steps_that_change_a_shared_list_input_each_get_their_own_copy(
+    evenflow_home: Path,
+) -> None:
+    run = _two_mutators.with_options(enable_cache=False)()
+    assert run.steps["first"].output.load() == [1, 2, 3, 4]
+    assert run.steps["second"].output.load() == [1, 2, 3, 4]
+    assert run.steps["_numbers"].output.load() == [1, 2, 3]
 
 
 def test_a_pipeline_keeps_small_outputs_inline(evenflow_home: Path) -> None:
