@@ -32,6 +32,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from events import (
+    COLD_TYPES,
     AnyEvent,
     ArtifactRef,
     ArtifactStored,
@@ -51,6 +52,7 @@ from events import (
     StepSkipped,
     StepStarted,
     StepSucceeded,
+    decode,
 )
 
 from . import _retry
@@ -893,14 +895,17 @@ class RunLoop:
         await self._pipeline_hooks("on_failure", anyio.get_cancelled_exc_class()(reason))
 
 
+# Polled four times a second by every running run: COLD_TYPES lets SQLite look the type up in
+# the (partial) type index, a few rows, instead of walking the run's whole stream.
+_CANCEL_REQUESTED = (
+    f"SELECT payload FROM events WHERE type = 'run.cancel_requested' AND {COLD_TYPES} "
+    "AND stream = ? LIMIT 1"
+)
+
+
 def _cancel_requested(conn: Any, stream: str) -> str | None:
     """Who asked to cancel ``stream`` through the log (``""`` if unknown), or None."""
-    from events import decode
-
-    row = conn.execute(
-        "SELECT payload FROM events WHERE type = 'run.cancel_requested' AND stream = ? LIMIT 1",
-        (stream,),
-    ).fetchone()
+    row = conn.execute(_CANCEL_REQUESTED, (stream,)).fetchone()
     if row is None:
         return None
     event = decode(row[0])

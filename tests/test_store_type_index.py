@@ -11,11 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine._run import _CANCEL_REQUESTED, _cancel_requested
 from events import (
     COLD_TYPES,
     ArtifactRef,
     ArtifactStored,
     EventStore,
+    RunCancelRequested,
     RunCreated,
     RunsDeleted,
     ScheduleCreated,
@@ -139,3 +141,14 @@ def _cached() -> dict[str, object]:
         "source_step": "b",
         "outputs": {"output": ref(2)},
     }
+
+
+async def test_the_cancel_request_poll_looks_the_type_up_in_the_index(tmp_path: Path) -> None:
+    path = tmp_path / "evenflow.db"
+    async with EventStore.open(path) as store:
+        await store.append("run", [StepReady(step=f"s{i}") for i in range(200)])
+        assert "events_by_type" in plan(path, _CANCEL_REQUESTED, ("run",))
+        assert await store.run_read(_cancel_requested, "run") is None
+        await store.append("run", [RunCancelRequested(requested_by="ops")])
+        await store.append("other", [RunCancelRequested(requested_by="elsewhere")])
+        assert await store.run_read(_cancel_requested, "run") == "ops"
