@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ class Checkpointer:
         self._synchronous = synchronous
         self._pause_s = pause_s
         self._wake = threading.Event()
-        self._closing = False
+        self._closing = threading.Event()
         self._failed = False
         self.checkpoints = 0  # completed checkpoints (tests and benchmarks read it)
         self._thread = threading.Thread(target=self._loop, name="evenflow-checkpoint", daemon=True)
@@ -59,7 +58,7 @@ class Checkpointer:
 
     def close(self) -> None:
         """Stop the thread (after the checkpoint it is running, if any) and wait for it."""
-        self._closing = True
+        self._closing.set()
         self._wake.set()
         self._thread.join()
 
@@ -68,7 +67,7 @@ class Checkpointer:
         try:
             while True:
                 self._wake.wait()
-                if self._closing:
+                if self._closing.is_set():
                     return
                 self._wake.clear()
                 if conn is None:
@@ -76,7 +75,8 @@ class Checkpointer:
                     if conn is None:
                         continue
                 self._checkpoint(conn)
-                time.sleep(self._pause_s)
+                if self._closing.wait(self._pause_s):  # the pause ends early on close()
+                    return
         finally:
             if conn is not None:
                 conn.close()

@@ -117,3 +117,15 @@ def test_a_database_it_cannot_open_is_reported_and_close_returns(
     assert checkpointer.checkpoints == 0
     assert next(r.getMessage() for r in caplog.records).startswith("background checkpoint of")
     assert str(missing) in caplog.records[0].getMessage()
+
+
+def test_close_does_not_wait_out_the_pause_between_checkpoints(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(tmp_path / "evenflow.db", "NORMAL", pause_s=60)
+    checkpointer.poke()
+    deadline = time.monotonic() + 10
+    while not checkpointer.checkpoints and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert checkpointer.checkpoints == 1  # now in its 60 s pause
+    began = time.monotonic()
+    checkpointer.close()
+    assert time.monotonic() - began < 5
