@@ -32,17 +32,18 @@ PAUSE_S = 0.005
 
 
 class Checkpointer:
-    """A thread that checkpoints ``path`` (PASSIVE) after commits; see the module.
+    """A thread that checkpoints a database (PASSIVE) after commits; see the module.
 
-    Call :meth:`poke` after a commit, and :meth:`close` before the store closes its writer
-    (the last connection to close checkpoints whatever is left and removes the WAL). The
-    thread is a daemon: a process that exits without closing its store is not held up by it,
-    and a checkpoint cut short is as safe as one cut short by a crash.
+    Start one with :meth:`start` when the store opens; call :meth:`poke` after a commit, and
+    :meth:`close` before the store closes its writer (the last connection to close checkpoints
+    whatever is left and removes the WAL). The thread is a daemon: a process that exits
+    without closing its store is not held up by it, and a checkpoint cut short is as safe as
+    one cut short by a crash.
     """
 
-    def __init__(self, path: Path, synchronous: str, *, pause_s: float = PAUSE_S) -> None:
-        self._path = path
-        self._synchronous = synchronous
+    def __init__(self, conn: sqlite3.Connection, label: str, *, pause_s: float = PAUSE_S) -> None:
+        self._conn = conn
+        self._label = label
         self._pause_s = pause_s
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -50,6 +51,36 @@ class Checkpointer:
         self.checkpoints = 0  # completed checkpoints (tests and benchmarks read it)
         self._thread = threading.Thread(target=self._loop, name="evenflow-checkpoint", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def start(
+        cls, path: Path, synchronous: str, *, pause_s: float = PAUSE_S
+    ) -> Checkpointer | None:
+        """A checkpointer for the database at ``path``, which must exist; None (and a warning)
+        if it cannot be opened: the writer's automatic checkpoint then does the work alone.
+
+        The connection is made here, while the store opens, and never by name again: it
+        follows the files the store has open even if the path is renamed or the working
+        directory changes, and ``mode=rw`` never creates a file (an empty file beside a
+        live WAL would make SQLite discard that WAL).
+        """
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                conn.execute(f"PRAGMA synchronous = {synchronous}")
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # open it now
+            except sqlite3.Error:
+                conn.close()
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("no background checkpoints for %s (the writer's own remain): %s", path, exc)
+            return None
+        return cls(conn, str(path), pause_s=pause_s)
 
     def poke(self) -> None:
         """A commit happened: checkpoint soon (cheap when a checkpoint is already due)."""
@@ -63,32 +94,17 @@ class Checkpointer:
         self._thread.join()
 
     def _loop(self) -> None:
-        conn: sqlite3.Connection | None = None
         try:
             while True:
                 self._wake.wait()
                 if self._closing.is_set():
                     return
                 self._wake.clear()
-                if conn is None:
-                    conn = self._connect()
-                    if conn is None:
-                        continue
-                self._checkpoint(conn)
+                self._checkpoint(self._conn)
                 if self._closing.wait(self._pause_s):  # the pause ends early on close()
                     return
         finally:
-            if conn is not None:
-                conn.close()
-
-    def _connect(self) -> sqlite3.Connection | None:
-        try:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        except sqlite3.Error as exc:
-            self._report(exc)
-            return None
-        return conn
+            self._conn.close()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         try:
@@ -104,5 +120,7 @@ class Checkpointer:
         if not self._failed:
             self._failed = True
             log.warning(
-                "background checkpoint of %s failed (the writer's own remains): %s", self._path, exc
+                "background checkpoint of %s failed (the writer's own remains): %s",
+                self._label,
+                exc,
             )

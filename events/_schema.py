@@ -183,7 +183,7 @@ def type_index_is_partial(conn: sqlite3.Connection) -> bool:
     row = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'events_by_type'"
     ).fetchone()
-    return row is not None and COLD_TYPES in (row[0] or "")
+    return row is not None and str(row[0] or "").endswith(f" WHERE {COLD_TYPES}")
 
 
 def make_type_index_partial_in_tx(conn: sqlite3.Connection) -> None:

@@ -206,11 +206,14 @@ class EventStore:
             batch_writer = await _on_thread(
                 writer, _prepare_writer, writer._conn, path, durability, fresh, hooks, busy_deadline
             )
-            checkpointer = Checkpointer(path, _SYNCHRONOUS[durability])
-            batch_writer.after_commit = checkpointer.poke
             async with contextlib.AsyncExitStack() as stack:
-                # Closed before the writer: the writer, closing last, checkpoints what is left.
-                stack.push_async_callback(_close_shielded, checkpointer)
+                checkpointer = await anyio.to_thread.run_sync(
+                    Checkpointer.start, path, _SYNCHRONOUS[durability]
+                )
+                if checkpointer is not None:
+                    # Closed before the writer: the writer, closing last, checkpoints the rest.
+                    stack.push_async_callback(_close_shielded, checkpointer)
+                    batch_writer.after_commit = checkpointer.poke
                 reader = await stack.enter_async_context(
                     aiosqlite.connect(path, isolation_level=None)
                 )

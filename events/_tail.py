@@ -135,8 +135,9 @@ def _filters(stream: str | None, type_prefix: str | None) -> tuple[str, tuple[st
         clauses.append("stream = ?")
         params.append(stream)
     if type_prefix:
-        clauses.append("type >= ? AND type < ?")
-        params += [type_prefix, type_prefix + "\U0010ffff"]
+        types, bounds = _schema.type_prefix_filter(type_prefix)  # the index, for cold types
+        clauses.append(types)
+        params += bounds
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 

@@ -37,7 +37,7 @@ from ._views import (
 )
 
 _NAME = "core"
-LAYOUT = 2
+LAYOUT = 3  # 3: a step row names its outputs by artifact id (see StoredStep)
 """The version of the row layout: bumped whenever rows folded by the previous code would not
 decode, or would differ from a rebuild's."""
 CHECKPOINT = f"{_NAME}/{LAYOUT}"

@@ -103,24 +103,45 @@ async def test_a_failing_checkpoint_is_reported_once_and_appends_go_on(
     assert rows_in_database_file(path) == 5  # the last connection's checkpoint still ran
 
 
-def test_a_database_it_cannot_open_is_reported_and_close_returns(
+def test_a_database_it_cannot_open_means_no_checkpointer_and_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    missing = tmp_path / "no such dir" / "evenflow.db"
+    missing = tmp_path / "evenflow.db"
     with caplog.at_level(logging.WARNING, logger="events._checkpointer"):
-        checkpointer = Checkpointer(missing, "NORMAL", pause_s=0)
-        checkpointer.poke()
-        deadline = time.monotonic() + 10
-        while not caplog.records and time.monotonic() < deadline:
-            time.sleep(0.01)
-        checkpointer.close()
-    assert checkpointer.checkpoints == 0
-    assert next(r.getMessage() for r in caplog.records).startswith("background checkpoint of")
-    assert str(missing) in caplog.records[0].getMessage()
+        assert Checkpointer.start(missing, "NORMAL") is None
+    assert not missing.exists()  # mode=rw: it never creates the file
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"no background checkpoints for {missing}")
+
+
+async def test_a_database_renamed_while_open_keeps_its_rows_and_no_file_appears(
+    tmp_path: Path,
+) -> None:
+    path, moved = tmp_path / "evenflow.db", tmp_path / "moved.db"
+    async with EventStore.open(path) as store:
+        path.rename(moved)
+        for i in range(5):
+            await store.append("s", [StepReady(step=f"a{i}")], eager=True)
+        assert store.checkpointer is not None
+        await wait_until(lambda: store.checkpointer.checkpoints >= 1)  # type: ignore[union-attr]
+    # The checkpointer never reopened the old name: an empty file there next to the live WAL
+    # would have made SQLite discard the WAL, and the rows with it.
+    assert not path.exists()
+    wal = tmp_path / "evenflow.db-wal"
+    if wal.exists():  # the WAL keeps the name it was opened under
+        wal.rename(tmp_path / "moved.db-wal")
+    conn = sqlite3.connect(moved)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 5
+    finally:
+        conn.close()
 
 
 def test_close_does_not_wait_out_the_pause_between_checkpoints(tmp_path: Path) -> None:
-    checkpointer = Checkpointer(tmp_path / "evenflow.db", "NORMAL", pause_s=60)
+    path = tmp_path / "evenflow.db"
+    sqlite3.connect(path).close()
+    checkpointer = Checkpointer.start(path, "NORMAL", pause_s=60)
+    assert checkpointer is not None
     checkpointer.poke()
     deadline = time.monotonic() + 10
     while not checkpointer.checkpoints and time.monotonic() < deadline:

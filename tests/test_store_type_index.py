@@ -152,3 +152,30 @@ async def test_the_cancel_request_poll_looks_the_type_up_in_the_index(tmp_path: 
         await store.append("run", [RunCancelRequested(requested_by="ops")])
         await store.append("other", [RunCancelRequested(requested_by="elsewhere")])
         assert await store.run_read(_cancel_requested, "run") == "ops"
+
+
+async def test_the_tail_backlog_of_a_cold_type_uses_the_index(tmp_path: Path) -> None:
+    from events._tail import _filters
+
+    path = tmp_path / "evenflow.db"
+    async with EventStore.open(path):
+        pass
+    where, params = _filters(None, "run.cancel")
+    sql = f"SELECT seq FROM events{where} ORDER BY seq DESC LIMIT ?"
+    assert "events_by_type" in plan(path, sql, (*params, 10))
+    where, params = _filters("r", "step.")  # hot types: not in the index, found by seq
+    assert COLD_TYPES not in where
+
+
+async def test_an_index_whose_condition_only_starts_like_ours_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "evenflow.db"
+    async with EventStore.open(path):
+        pass
+    shorter = COLD_TYPES.rsplit(" AND ", 1)[0]  # one hot type fewer
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP INDEX events_by_type")
+    conn.execute(f"CREATE INDEX events_by_type ON events (type, seq) WHERE {shorter}")
+    assert not _schema.type_index_is_partial(conn)
+    conn.close()
+    async with EventStore.open(path):
+        assert index_sql(path).endswith(f" WHERE {COLD_TYPES}")
