@@ -132,7 +132,7 @@ def tail_command(
     ] = True,
 ) -> None:
     """Print events as any process commits them (Ctrl-C stops)."""
-    from ._cli import _errors, _find_run
+    from ._cli_common import _errors, _find_run
 
     with _errors(ctx):
         if since is not None and since < 0:
@@ -159,7 +159,7 @@ def replay_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Print a run's timeline and its state (as of --at), from the log alone."""
-    from ._cli import _errors, _find_run, _print_json
+    from ._cli_common import _errors, _find_run, _print_json
 
     with _errors(ctx):
         from ._cli_timeline import header_lines, replay_dict, replay_line, state_lines
@@ -202,7 +202,7 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Verify the hash chain and the append-only triggers (exit 0 intact, 1 not)."""
-    from ._cli import EXIT_FAILED, _errors, _find_run
+    from ._cli_common import EXIT_FAILED, _errors, _find_run
 
     with _errors(ctx):
         import events
@@ -241,7 +241,7 @@ def audit_export(
     ],
 ) -> None:
     """Write a run's events as JSON lines with their hashes (check with verify --file)."""
-    from ._cli import _errors, _find_run
+    from ._cli_common import _errors, _find_run
 
     with _errors(ctx):
         import events
@@ -268,7 +268,7 @@ def audit_export(
 @projections_app.command("rebuild")
 def projections_rebuild(ctx: typer.Context) -> None:
     """Drop every persisted view and fold it again from the log (one transaction)."""
-    from ._cli import _errors
+    from ._cli_common import _errors
 
     with _errors(ctx):
         from .client import Client

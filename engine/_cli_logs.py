@@ -96,7 +96,7 @@ def logs_command(
     ] = False,
 ) -> None:
     """Print what a run's steps printed and logged (stdout, stderr, logging, structlog)."""
-    from ._cli import _errors, _find_run
+    from ._cli_common import _errors, _find_run
 
     with _errors(ctx):
         from ._home import Home

@@ -24,7 +24,7 @@ def resume_command(
     ] = False,
 ) -> None:
     """Resume a run whose process died; exits 1 if the resumed run fails."""
-    from ._cli import EXIT_FAILED, _console, _errors, _find_run, _print_json
+    from ._cli_common import EXIT_FAILED, _console, _errors, _find_run, _print_json
 
     with _errors(ctx):
         from ._cli_render import run_details, run_dict
@@ -53,7 +53,7 @@ def cancel_command(
     ] = 10.0,
 ) -> None:
     """Cancel a run, whichever process runs it (the owner cancels within a second)."""
-    from ._cli import _errors, _find_run
+    from ._cli_common import _errors, _find_run
 
     with _errors(ctx):
         from .client import Client

@@ -86,7 +86,7 @@ def report_lines(report: DeletionReport) -> list[str]:
 
 
 def _show(report: DeletionReport, as_json: bool) -> None:
-    from ._cli import _print_json
+    from ._cli_common import _print_json
 
     if as_json:
         _print_json(report_dict(report))
@@ -113,7 +113,7 @@ def runs_delete(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Delete finished runs and the artifacts no other run uses (an audited event)."""
-    from ._cli import _errors, _find_run
+    from ._cli_common import _errors, _find_run
 
     with _errors(ctx):
         from ._home import Home
@@ -153,7 +153,7 @@ def gc_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Delete old finished runs and the artifacts only they used; report what was freed."""
-    from ._cli import _errors
+    from ._cli_common import _errors
 
     with _errors(ctx):
         if older_than < 0:

@@ -65,7 +65,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List schedules: name, pipeline, expression, status, next fire time, last run."""
-    from ._cli import _console, _errors, _print_json
+    from ._cli_common import _console, _errors, _print_json
 
     with _errors(ctx):
         from .client import Client
@@ -102,7 +102,7 @@ def list_(
 
 
 def _change(ctx: typer.Context, name: str, action: str) -> None:
-    from ._cli import _errors
+    from ._cli_common import _errors
 
     with _errors(ctx):
         from .client import Client
@@ -169,7 +169,7 @@ async def _serve_until_signal() -> None:
 
 def serve_command(ctx: typer.Context) -> None:
     """Fire due schedules in the foreground until SIGINT/SIGTERM (logs go to stderr)."""
-    from ._cli import _errors, _Options
+    from ._cli_common import _errors, _Options
 
     debug = (ctx.find_object(_Options) or _Options()).debug
     with _errors(ctx):

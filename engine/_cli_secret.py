@@ -76,7 +76,7 @@ def create(
     ] = False,
 ) -> None:
     """Create a secret (steps use it with secrets=[NAME])."""
-    from ._cli import _errors
+    from ._cli_common import _errors
 
     with _errors(ctx):
         if not pairs:
@@ -94,7 +94,7 @@ def list_(
     ] = False,
 ) -> None:
     """List secrets and their key names (never their values)."""
-    from ._cli import _console, _errors
+    from ._cli_common import _console, _errors
 
     with _errors(ctx):
         secrets = _store().key_names()
@@ -121,7 +121,7 @@ def delete(
     name: Annotated[str, typer.Argument(help="The secret to delete.", show_default=False)],
 ) -> None:
     """Delete a secret."""
-    from ._cli import _errors
+    from ._cli_common import _errors
 
     with _errors(ctx):
         _store().delete(name)

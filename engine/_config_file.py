@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._config_checks import unknown_key
-from .config import PipelineRunConfiguration, StepConfigurationUpdate
+from ._run_config import PipelineRunConfiguration, StepConfigurationUpdate
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
