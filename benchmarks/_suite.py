@@ -35,17 +35,20 @@ def worker(name: str, quick: bool) -> None:
     print("\n" + json.dumps(dataclasses.asdict(record)), flush=True)
 
 
-def run_one(workload: Workload, quick: bool, timeout: float) -> dict[str, Any]:
-    """Run ``workload`` in a worker process; its record, or ``{"error": reason}``."""
+def run_one(
+    workload: Workload, quick: bool, timeout: float, *, root: Path = ROOT
+) -> dict[str, Any]:
+    """Run ``workload`` in a worker process with the code under ``root`` (this checkout by
+    default); its record, or ``{"error": reason}``."""
     command = [sys.executable, "-m", "benchmarks", "--worker", workload.name]
     if quick:
         command.append("--quick")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(root)}
     env.pop("EVENFLOW_HOME", None)  # each workload makes its own temporary home
     start = time.perf_counter()
     try:
         done = subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+            command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}

@@ -14,8 +14,6 @@ sample. The worktree is removed at the end.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import statistics
 import subprocess
 import sys
@@ -25,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ._common import emit, environment, parser
+from ._suite import ROOT, run_one
+from ._workloads import WORKLOADS, Workload
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = "W1_async,W2_async"
+_TIMEOUT = 1200.0  # seconds for one run of a workload (the suite's own limit)
 
 
 class CompareError(Exception):
@@ -55,35 +55,28 @@ def worktree(rev: str) -> Iterator[Path]:
             )
 
 
-def measure(tree: Path, name: str, quick: bool) -> float:
-    """One run of workload ``name`` with the code in ``tree``: its figure (lower is better)."""
-    command = [sys.executable, "-m", "benchmarks", "--worker", name]
-    if quick:
-        command.append("--quick")
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    env.pop("EVENFLOW_HOME", None)
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        said = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise CompareError(f"{name} failed in {tree}: {said[0]}")
-    record = json.loads(lines[-1])
+def measure(tree: Path, workload: Workload, quick: bool) -> float:
+    """One run of ``workload`` with the code in ``tree``: its figure (lower is better)."""
+    record = run_one(workload, quick, _TIMEOUT, root=tree)
+    if "error" in record:
+        raise CompareError(f"{workload.name} failed in {tree}: {record['error']}")
     value = record.get("per_unit") or record.get("wall_s")
     if value is None:
-        raise CompareError(f"{name} in {tree} reported no figure")
+        raise CompareError(f"{workload.name} in {tree} reported no figure")
     return float(value)
 
 
 def compare(rev: str, names: list[str], pairs: int, quick: bool) -> dict[str, Any]:
     """The result dict: for each workload, both sides' samples, medians and the change."""
     out: dict[str, Any] = {"base": rev, "pairs": pairs, "quick": quick, "workloads": {}}
+    by_name = {w.name: w for w in WORKLOADS}
     with worktree(rev) as base:
         for name in names:
             samples: dict[str, list[float]] = {"base": [], "head": []}
             for i in range(pairs):
                 sides = [("base", base), ("head", ROOT)]
                 for side, tree in sides if i % 2 == 0 else reversed(sides):
-                    samples[side].append(measure(tree, name, quick))
+                    samples[side].append(measure(tree, by_name[name], quick))
             before = statistics.median(samples["base"])
             after = statistics.median(samples["head"])
             out["workloads"][name] = {
@@ -104,8 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=5, help="runs on each side (default 5)")
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     args = p.parse_args(argv)
-    from ._workloads import WORKLOADS
-
     known = {w.name for w in WORKLOADS}
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in known]

@@ -354,8 +354,8 @@ class ArtifactStore:
                 cannot be imported; the message names the artifact, its id and its path.
         """
         inline = ref.uri.startswith(DATA_URI)
+        key = (ref.uri, ref.materializer, ref.type_name)
         if inline:
-            key = (ref.uri, ref.materializer, ref.type_name)
             value = self._inline_values.get(key, _MISSING)
             if value is not _MISSING:
                 return value
@@ -385,7 +385,7 @@ class ArtifactStore:
             if inline and _immutable(value):
                 if len(self._inline_values) >= _INLINE_VALUES_MAX:
                     self._inline_values.clear()
-                self._inline_values[(ref.uri, ref.materializer, ref.type_name)] = value
+                self._inline_values[key] = value
             return value
         path = self.path_of(ref)
         try:

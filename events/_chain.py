@@ -22,16 +22,23 @@ def row_hash(
 ) -> bytes:
     """The chain hash of one row given the previous row's hash."""
     s = stream.encode()
-    t = type_.encode()
+    t = _TYPE_BYTES.get(type_) or _type_bytes(type_)
     return hashlib.blake2b(
-        b"".join(
-            (prev, _HEAD.pack(version, recorded_at, len(s)), s, _LEN.pack(len(t)), t, payload)
-        ),
+        b"".join((prev, _HEAD.pack(version, recorded_at, len(s)), s, t, payload)),
         digest_size=32,
     ).digest()
 
 
-_TAG_BYTES: dict[str, bytes] = {}  # type -> its length prefix and UTF-8 (a few dozen types)
+_TYPE_BYTES: dict[str, bytes] = {}  # type -> its length prefix and UTF-8 (a few dozen types)
+
+
+def _type_bytes(type_: str) -> bytes:
+    """What a row's type contributes to its hash: its length, then its UTF-8 (kept for reuse)."""
+    encoded = type_.encode()
+    t = _LEN.pack(len(encoded)) + encoded
+    if len(_TYPE_BYTES) < 4096:
+        _TYPE_BYTES[type_] = t
+    return t
 
 
 def chain_stream_rows(
@@ -55,17 +62,12 @@ def chain_stream_rows(
     pack = _HEAD.pack
     blake2b = hashlib.blake2b
     join = b"".join
-    tag_bytes = _TAG_BYTES
+    type_bytes = _TYPE_BYTES.get
     append = rows.append
     for _, payload, type_ in items:
         version += 1
         seq += 1
-        t = tag_bytes.get(type_)
-        if t is None:
-            encoded = type_.encode()
-            t = _LEN.pack(len(encoded)) + encoded
-            if len(tag_bytes) < 4096:
-                tag_bytes[type_] = t
+        t = type_bytes(type_) or _type_bytes(type_)
         prev = blake2b(
             join((prev, pack(version, recorded_at, size), s, t, payload)), digest_size=32
         ).digest()

@@ -100,17 +100,17 @@ class Checkpointer:
                 if self._closing.is_set():
                     return
                 self._wake.clear()
-                self._checkpoint(self._conn)
+                self._checkpoint()
                 if self._closing.wait(self._pause_s):  # the pause ends early on close()
                     return
         finally:
             self._conn.close()
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+    def _checkpoint(self) -> None:
         try:
             # A PASSIVE checkpoint that finds another checkpoint running reports it in its
             # row instead of raising; either way the writer's automatic one remains.
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
             self._report(exc)
             return

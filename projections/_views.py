@@ -278,15 +278,10 @@ def encode_step(view: StepView, spec_seq: int) -> bytes:
     building a :class:`StoredStep`: this runs for every changed step of every batch.
     """
     fields = _astuple(view)
-    outputs = view.outputs
-    if outputs:
+    if view.outputs:
         arts = view.artifacts
-        fields = (
-            *fields[_STORED_FROM:_OUTPUTS_AT],
-            {name: [_output_id(ref, arts) for ref in refs] for name, refs in outputs.items()},
-            *fields[_OUTPUTS_AT + 1 :],
-        )
-        return _encoder.encode((spec_seq, *fields))
+        ids = {name: [_output_id(ref, arts) for ref in refs] for name, refs in view.outputs.items()}
+        fields = (*fields[:_OUTPUTS_AT], ids, *fields[_OUTPUTS_AT + 1 :])
     return _encoder.encode((spec_seq, *fields[_STORED_FROM:]))
 
 

@@ -84,7 +84,7 @@ async def test_a_failing_checkpoint_is_reported_once_and_appends_go_on(
 ) -> None:
     calls = 0
 
-    def broken(self: Checkpointer, conn: sqlite3.Connection) -> None:
+    def broken(self: Checkpointer) -> None:
         nonlocal calls
         calls += 1
         self._report(sqlite3.OperationalError("disk I/O error"))
