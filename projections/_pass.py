@@ -175,6 +175,8 @@ class Pass:
         runs_get = self.runs.get
         steps, dirty = self.steps, self.dirty_steps
         steps_get = steps.get
+        creations_get = self.cache.creations.get
+        missing = self.missing_steps
         for rec in records:
             # Fast path: fold() inlined for an event of HOT (one that never changes a run-level
             # field, so evolve_run would return the run as it is) of a run in memory.
@@ -188,9 +190,22 @@ class Pass:
                     self._artifact(rec, cast(ArtifactStored, event))
                 view = steps_get(key)
                 if view is None:
-                    view = self._load_step(key, rec.seq)
+                    # A step its run.created declared and no fold has written a row for is
+                    # pending as declared: born here, as _load_step would (without its calls).
+                    creation = creations_get(rec.stream)
+                    if (
+                        creation is not None
+                        and creation.rows is not None
+                        and key[1] not in creation.rows
+                        and key not in missing
+                    ):
+                        spec = creation.specs.get(key[1])
+                        if spec is not None:
+                            view = steps[key] = born(rec.stream, spec, creation.seq)
                     if view is None:
-                        continue  # an unknown step: no HOT event declares one
+                        view = self._load_step(key, rec.seq)
+                        if view is None:
+                            continue  # an unknown step: no HOT event declares one
                 new = hot(view, event, rec.recorded_at, rec.seq)
                 if new is not view:
                     steps[key] = new

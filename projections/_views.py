@@ -278,11 +278,14 @@ def encode_step(view: StepView, spec_seq: int) -> bytes:
     building a :class:`StoredStep`: this runs for every changed step of every batch.
     """
     fields = _astuple(view)
-    if view.outputs:
-        arts = view.artifacts
-        ids = {name: [_output_id(ref, arts) for ref in refs] for name, refs in view.outputs.items()}
-        fields = (*fields[:_OUTPUTS_AT], ids, *fields[_OUTPUTS_AT + 1 :])
-    return _encoder.encode((spec_seq, *fields[_STORED_FROM:]))
+    outputs = view.outputs
+    if not outputs:
+        return _encoder.encode((spec_seq, *fields[_STORED_FROM:]))
+    arts = view.artifacts
+    ids = {name: [_output_id(ref, arts) for ref in refs] for name, refs in outputs.items()}
+    return _encoder.encode(
+        (spec_seq, *fields[_STORED_FROM:_OUTPUTS_AT], ids, *fields[_OUTPUTS_AT + 1 :])
+    )
 
 
 def _output_id(ref: ArtifactRef, artifacts: dict[str, ArtifactRef]) -> str | ArtifactRef:

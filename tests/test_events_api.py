@@ -3,6 +3,9 @@ against them) and the shape every event type must have."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import msgspec
 import pytest
 
@@ -84,3 +87,21 @@ def test_tag_of_rejects_what_is_not_an_event() -> None:
     assert events.tag_of(events.UnknownEvent(type="later.thing")) == "later.thing"
     with pytest.raises(TypeError):
         events.tag_of(events.InputRef(step="x"))  # type: ignore[arg-type]
+
+
+def test_the_store_and_its_async_stack_load_on_first_use() -> None:
+    # A rebuild's child processes import ``projections`` to fold: they start without asyncio,
+    # anyio and aiosqlite, which only the store, the tail and the audit need.
+    probe = (
+        "import sys, projections._rebuild_child, events\n"
+        "heavy = ['aiosqlite', 'anyio', 'asyncio', 'events._store', 'events._audit']\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "from events import EventStore, audit_database\n"
+        "print(EventStore.__module__, audit_database.__module__, 'aiosqlite' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["[]", "events._store events._audit True"]
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchThing'"):
+        events.NoSuchThing  # noqa: B018
