@@ -62,6 +62,7 @@ __all__ = [
     "MAX_DEPTH",
     "CacheKeyError",
     "CacheKeyInputs",
+    "KeyTemplate",
     "code_fingerprint",
     "compute_cache_key",
     "input_content_hash",
@@ -383,32 +384,38 @@ def _usable(value: InputValue | None) -> bool:
     return bool(value)
 
 
-def _inputs(inputs: CacheKeyInputs, policy: CachePolicy | None, ignored: frozenset[str]) -> Any:
+def _inputs(
+    step: str,
+    input_hashes: Mapping[str, InputValue],
+    input_ids: Mapping[str, InputValue],
+    policy: CachePolicy | None,
+    ignored: frozenset[str],
+) -> Any:
     values = policy is None or policy.include_artifact_values
     ids = policy is None or policy.include_artifact_ids
     if not (values or ids):
-        return sorted(n for n in {*inputs.input_hashes, *inputs.input_ids} if n not in ignored)
+        return sorted(n for n in {*input_hashes, *input_ids} if n not in ignored)
     out: dict[str, Any] = {}
-    for name in sorted({*inputs.input_hashes, *inputs.input_ids} - ignored):
-        content = inputs.input_hashes.get(name)
+    for name in sorted({*input_hashes, *input_ids} - ignored):
+        content = input_hashes.get(name)
         if values and _usable(content):
             out[name] = ["hash", content]
             continue
-        artifact_id = inputs.input_ids.get(name)
+        artifact_id = input_ids.get(name)
         if ids and _usable(artifact_id):
             out[name] = ["id", artifact_id]
             continue
         wanted = "content hash" if values else "artifact id"
         raise CacheKeyError(
-            f"step {inputs.step!r}: input {name!r} has no {wanted} for the cache key"
+            f"step {step!r}: input {name!r} has no {wanted} for the cache key"
             + ("" if ids else " and the cache policy excludes artifact ids")
         )
     return out
 
 
-def _cache_func_value(inputs: CacheKeyInputs, policy: CachePolicy | None) -> Any:
-    if inputs.extra is not None:
-        return inputs.extra
+def _cache_func_value(step: str, extra: str | None, policy: CachePolicy | None) -> Any:
+    if extra is not None:
+        return extra
     func = None if policy is None else policy.resolve_cache_func()
     if func is None:
         return None
@@ -417,7 +424,7 @@ def _cache_func_value(inputs: CacheKeyInputs, policy: CachePolicy | None) -> Any
         result = func()
     except Exception as exc:
         raise CacheKeyError(
-            f"step {inputs.step!r}: cache_func {policy.cache_func} raised "
+            f"step {step!r}: cache_func {policy.cache_func} raised "
             f"{type(exc).__name__}: {exc}"
         ) from exc
     if isinstance(result, str):
@@ -426,7 +433,7 @@ def _cache_func_value(inputs: CacheKeyInputs, policy: CachePolicy | None) -> Any
         return _canonical.encode(result)
     except _ENCODE_ERRORS:
         raise CacheKeyError(
-            f"step {inputs.step!r}: cache_func {policy.cache_func} must return a string, "
+            f"step {step!r}: cache_func {policy.cache_func} must return a string, "
             f"got {type(result).__name__}"
         ) from None
 
@@ -446,29 +453,91 @@ def compute_cache_key(inputs: CacheKeyInputs, policy: CachePolicy | None) -> str
             failed or returned something that is not a string.
         ConfigurationError: ``cache_func`` cannot be imported.
     """
-    ignored = frozenset() if policy is None else policy.ignored_names
-    code = inputs.code if policy is None or policy.include_step_code else None
-    params: dict[str, bytes] | None = None
-    if policy is None or policy.include_step_parameters:
-        owner = f"step {inputs.step!r}"
-        params = {
-            name: check_canonical(owner, name, value)
-            for name, value in inputs.parameters.items()
-            if name not in ignored
-        }
-    document = [
-        "evenflow-cache-key",
-        inputs.cache_version,
+    template = KeyTemplate(
         inputs.step,
-        code,
-        params,
-        _inputs(inputs, policy, ignored),
-        dict(inputs.environment),
-        sorted(set(inputs.secrets)),
-        dict(inputs.materializers),
-        _cache_func_value(inputs, policy),
-    ]
-    return hashlib.blake2b(_canonical.encode(document), digest_size=32).hexdigest()
+        inputs.code,
+        inputs.environment,
+        inputs.secrets,
+        inputs.materializers,
+        policy,
+        cache_version=inputs.cache_version,
+    )
+    return template.key(inputs.parameters, inputs.input_hashes, inputs.input_ids, inputs.extra)
+
+
+_DOCUMENT_HEAD = b"\x9a"  # a msgpack array of the key document's ten parts
+
+
+class KeyTemplate:
+    """The cache keys of one step under one policy: the parts that are the same for all its
+    invocations (name, code, environment, secrets, materializers), encoded once.
+
+    A key hashes the canonical msgpack of a ten-part document (see :meth:`key`). An array's
+    msgpack is its header followed by each part's, so the unchanging parts are encoded here
+    once and each :meth:`key` encodes only the parameters, the inputs and ``cache_func``'s
+    result: the bytes, and so the keys, are the ones one ``encode`` of the whole document gives
+    (a test checks it).
+    """
+
+    __slots__ = ("_head", "_ignored", "_policy", "_step", "_tail")
+
+    def __init__(
+        self,
+        step: str,
+        code: str,
+        environment: Mapping[str, str],
+        secrets: Sequence[str],
+        materializers: Mapping[str, str],
+        policy: CachePolicy | None,
+        *,
+        cache_version: str = CACHE_VERSION,
+    ) -> None:
+        self._step = step
+        self._policy = policy
+        self._ignored = frozenset() if policy is None else policy.ignored_names
+        encode = _canonical.encode
+        self._head = b"".join(
+            (
+                _DOCUMENT_HEAD,
+                encode("evenflow-cache-key"),
+                encode(cache_version),
+                encode(step),
+                encode(code if policy is None or policy.include_step_code else None),
+            )
+        )
+        self._tail = b"".join(
+            (encode(dict(environment)), encode(sorted(set(secrets))), encode(dict(materializers)))
+        )
+
+    def key(
+        self,
+        parameters: Mapping[str, Any],
+        input_hashes: Mapping[str, InputValue],
+        input_ids: Mapping[str, InputValue],
+        extra: str | None = None,
+    ) -> str:
+        """The key of an invocation with these parameters and inputs (``extra``: as
+        :attr:`CacheKeyInputs.extra`). Raises as :func:`compute_cache_key`."""
+        policy, ignored = self._policy, self._ignored
+        params: dict[str, bytes] | None = None
+        if policy is None or policy.include_step_parameters:
+            owner = f"step {self._step!r}"
+            params = {
+                name: check_canonical(owner, name, value)
+                for name, value in parameters.items()
+                if name not in ignored
+            }
+        step, encode = self._step, _canonical.encode
+        document = b"".join(
+            (
+                self._head,
+                encode(params),
+                encode(_inputs(step, input_hashes, input_ids, policy, ignored)),
+                self._tail,
+                encode(_cache_func_value(step, extra, policy)),
+            )
+        )
+        return hashlib.blake2b(document, digest_size=32).hexdigest()
 
 
 def is_expired(created_at: float, now: float, policy: CachePolicy | None) -> bool:

@@ -23,7 +23,7 @@ import anyio
 from events import AnyEvent, ArtifactRef, StepCached
 from projections import CacheEntry
 
-from ._cache_key import CacheKeyInputs, code_fingerprint, compute_cache_key, inputs_from_refs
+from ._cache_key import KeyTemplate, code_fingerprint
 from ._retry import Clock
 
 if TYPE_CHECKING:
@@ -100,52 +100,45 @@ class RunCache:
         self.pipeline_enable = pipeline_enable
         self.policy = policy
         self.owned: set[str] = set()
-        self._parts: dict[int, tuple[Any, ...]] = {}
+        self._templates: dict[int, tuple[Any, Any, KeyTemplate]] = {}
 
     def _policy(self, node: _Node) -> Any:
         return node.inv.step.options.cache_policy or self.policy
 
-    def _step_parts(self, loop: RunLoop, step: Any, policy: Any) -> tuple[Any, ...]:
+    def _template(self, loop: RunLoop, step: Any, policy: Any) -> KeyTemplate:
         """What a step's key takes from the step itself (the same for all its invocations in a
-        run): computed once per step and run."""
-        parts = self._parts.get(id(step))
-        if parts is None or parts[0] is not step:
+        run), encoded once per step and run."""
+        found = self._templates.get(id(step))
+        if found is None or found[0] is not step or found[1] is not policy:
             include_code = policy is None or getattr(policy, "include_step_code", True)
-            parts = (
-                step,
+            template = KeyTemplate(
+                step.name,
                 code_fingerprint(step.entrypoint) if include_code else "",
                 {**loop.plan.environment, **(step.options.environment or {})},
                 sorted({*loop.plan.secrets, *(step.options.secrets or ())}),
                 step.spec_config().get("materializers", {}),
+                policy,
             )
-            self._parts[id(step)] = parts
-        return parts
+            found = (step, policy, template)
+            self._templates[id(step)] = found
+        return found[2]
 
     def key(self, loop: RunLoop, node: _Node) -> str:
         inv = node.inv
-        step = inv.step
-        policy = self._policy(node)
-        refs: dict[str, Any] = {}
+        produced = loop.produced
+        hashes: dict[str, Any] = {}
+        ids: dict[str, Any] = {}
         for name, ref in inv.inputs.items():
             if isinstance(ref, list):
-                refs[name] = [loop.produced[r.step][r.output] for r in ref]
+                refs = [produced[r.step][r.output] for r in ref]
+                hashes[name] = [r.content_hash for r in refs]
+                ids[name] = [r.id for r in refs]
             else:
-                refs[name] = loop.produced[ref.step][ref.output]
-        hashes, ids = inputs_from_refs(refs)
-        _, code, environment, secrets, materializers = self._step_parts(loop, step, policy)
-        return compute_cache_key(
-            CacheKeyInputs(
-                step=step.name,
-                code=code,
-                parameters=inv.parameters,
-                input_hashes=hashes,
-                input_ids=ids,
-                environment=environment,
-                secrets=secrets,
-                materializers=materializers,
-            ),
-            policy,
-        )
+                found = produced[ref.step][ref.output]
+                hashes[name] = found.content_hash
+                ids[name] = found.id
+        template = self._template(loop, inv.step, self._policy(node))
+        return template.key(inv.parameters, hashes, ids)
 
     def _usable(self, entry: CacheEntry, node: _Node) -> bool:
         from ._cache_key import is_expired

@@ -23,6 +23,7 @@ from engine._cache_key import (
     CACHE_VERSION,
     CacheKeyError,
     CacheKeyInputs,
+    KeyTemplate,
     code_fingerprint,
     compute_cache_key,
     input_content_hash,
@@ -515,3 +516,95 @@ def test_key_is_stable_across_processes_and_hash_seeds(tmp_path: Path) -> None:
 
 def test_cache_version_is_a_string() -> None:
     assert CACHE_VERSION == "1"
+
+
+def _whole_document_key(inputs: CacheKeyInputs, policy: CachePolicy | None) -> str:
+    """The recipe written out: the ten-part document encoded in one piece (what keys were
+    computed as before parts were encoded ahead, and what stored cache entries hold)."""
+    import hashlib
+
+    from engine._cache_key import _canonical
+
+    p = policy or CachePolicy()
+    ignored = p.ignored_names
+    params = (
+        {n: _canonical.encode(v) for n, v in inputs.parameters.items() if n not in ignored}
+        if p.include_step_parameters
+        else None
+    )
+    names = sorted({*inputs.input_hashes, *inputs.input_ids} - ignored)
+    found: Any
+    if p.include_artifact_values:
+        found = {n: ["hash", inputs.input_hashes[n]] for n in names}
+    elif p.include_artifact_ids:
+        found = {n: ["id", inputs.input_ids[n]] for n in names}
+    else:
+        found = names
+    document = [
+        "evenflow-cache-key",
+        inputs.cache_version,
+        inputs.step,
+        inputs.code if p.include_step_code else None,
+        params,
+        found,
+        dict(inputs.environment),
+        sorted(set(inputs.secrets)),
+        dict(inputs.materializers),
+        inputs.extra,
+    ]
+    return hashlib.blake2b(_canonical.encode(document), digest_size=32).hexdigest()
+
+
+_NAMES = st.from_regex(r"[a-z]{1,4}", fullmatch=True)
+_HASHES = st.from_regex(r"[0-9a-f]{8}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    params=st.dictionaries(_NAMES, _VALUES, max_size=4),
+    hashes=st.dictionaries(_NAMES, _HASHES | st.lists(_HASHES, min_size=1, max_size=3)),
+    env=st.dictionaries(st.from_regex(r"[A-Z_]{1,5}", fullmatch=True), st.text(), max_size=3),
+    secrets=st.lists(_NAMES, max_size=3),
+    materializers=st.dictionaries(_NAMES, st.text(max_size=8), max_size=2),
+    flags=st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()),
+    ignored=st.lists(_NAMES, max_size=2),
+    extra=st.none() | st.text(max_size=8),
+)
+def test_keys_encoded_in_parts_are_the_whole_documents_keys(
+    params: dict[str, Any],
+    hashes: dict[str, Any],
+    env: dict[str, str],
+    secrets: list[str],
+    materializers: dict[str, str],
+    flags: tuple[bool, bool, bool, bool],
+    ignored: list[str],
+    extra: str | None,
+) -> None:
+    code, parameters, values, ids = flags
+    policy = CachePolicy(
+        include_step_code=code,
+        include_step_parameters=parameters,
+        include_artifact_values=values,
+        include_artifact_ids=ids,
+        ignored_inputs=ignored,
+    )
+    ids_of = {
+        n: [f"id-{h}" for h in v] if isinstance(v, list) else f"id-{v}" for n, v in hashes.items()
+    }
+    inputs = CacheKeyInputs(
+        step="train",
+        code="c0de",
+        parameters=params,
+        input_hashes=hashes,
+        input_ids=ids_of,
+        environment=env,
+        secrets=secrets,
+        materializers=materializers,
+        extra=extra,
+    )
+    for chosen in (policy, None):
+        expected = _whole_document_key(inputs, chosen)
+        assert compute_cache_key(inputs, chosen) == expected
+        template = KeyTemplate("train", "c0de", env, secrets, materializers, chosen)
+        assert template.key(params, hashes, ids_of, extra) == expected
+        assert template.key(params, hashes, ids_of, extra) == expected  # reusable
