@@ -39,6 +39,7 @@ from events import ArtifactRef
 
 from ._materializers import BaseMaterializer, LocalFiles, Unsupported, import_path
 from ._materializers import uses_bytes_protocol as _uses_bytes
+from ._materializers_builtin import BuiltInMaterializer
 from ._materializers_extra import CloudpickleMaterializer, warn_pickled
 from ._materializers_select import BytesCodec, Plan, Plans
 from ._materializers_typecheck import check_output_type as check_output_type
@@ -54,6 +55,9 @@ DATA_URI = "data:;base64,"
 _CACHE_BYTES = 32 * 1024 * 1024
 _INLINE_VALUES_MAX = 4096  # loaded inline values kept (see ArtifactStore.load); then start over
 _IMMUTABLE = frozenset({int, float, complex, bool, str, bytes, type(None)})
+# Saved inline by BuiltInMaterializer, these load back as an equal value of the same exact type
+# (msgpack, or UTF-8 text for str): the saved value itself can stand for the load.
+_EXACT_ROUND_TRIP = frozenset({int, float, bool, str, type(None)})
 _MISSING = object()
 
 
@@ -182,6 +186,9 @@ class ArtifactStore:
             size = len(data)
             if size <= self._inline_max and self._inline_max:  # 0: never, not even b""
                 uri = DATA_URI + base64.b64encode(data).decode("ascii")
+                if cls in _EXACT_ROUND_TRIP and plan.materializer is BuiltInMaterializer:
+                    # The next step loads it (a chain): skip decoding what was just encoded.
+                    self._keep_inline((uri, plan.materializer_path, plan.type_name), value)
             else:
                 if digest in self._known and not os.path.exists(
                     os.path.join(self._root, digest[:2], digest)
@@ -383,9 +390,7 @@ class ArtifactStore:
                     f"{label} cannot be loaded by {ref.materializer}: {exc}"
                 ) from exc
             if inline and _immutable(value):
-                if len(self._inline_values) >= _INLINE_VALUES_MAX:
-                    self._inline_values.clear()
-                self._inline_values[key] = value
+                self._keep_inline(key, value)
             return value
         path = self.path_of(ref)
         try:
@@ -406,6 +411,12 @@ class ArtifactStore:
             raise ArtifactError(
                 f"{label} cannot be loaded from {path} by {ref.materializer}: {exc}"
             ) from exc
+
+    def _keep_inline(self, key: tuple[str, str, str], value: Any) -> None:
+        """Remember the value of an inline ref's ``(uri, materializer, type)`` for loads."""
+        if len(self._inline_values) >= _INLINE_VALUES_MAX:
+            self._inline_values.clear()
+        self._inline_values[key] = value
 
     def _forget(self, digest: str) -> None:
         """Content found missing on disk: stop trusting any memory of it."""

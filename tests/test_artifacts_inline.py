@@ -20,6 +20,7 @@ import events
 from engine import Client, Engine, ExecutionStatus, _artifacts, pipeline, step
 from engine._artifacts import DATA_URI, INLINE_MAX, ArtifactStore
 from engine._cli import app
+from engine._materializers_builtin import BuiltInMaterializer
 from engine._materializers_extra import CloudpickleMaterializer
 from engine._retention import delete_runs
 from engine.errors import ArtifactError, ConfigurationError, RunNotFoundError
@@ -236,6 +237,58 @@ def test_an_immutable_inline_value_is_decoded_once(tmp_path: Path, value: Any) -
     assert store.load(ref) is first  # shared: nothing can change it
     other = ArtifactStore(tmp_path / "artifacts").load(ref)
     assert other == value
+
+
+class MyInt(int):
+    """An int subclass: it may carry state, so the saved object never stands for a load."""
+
+
+class _Spy(dict[Any, Any]):
+    def __init__(self, misses: list[Any]) -> None:
+        super().__init__()
+        self.misses = misses
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        found = super().get(key, default)
+        self.misses.append(found is default)
+        return found
+
+
+@pytest.mark.parametrize("value", [12345678901, 2**70, 2.5, -0.0, True, "text", None])
+def test_a_saved_builtin_scalar_loads_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: Any
+) -> None:
+    # The next step of a chain loads what this one saved: the saved value stands for it.
+    store = ArtifactStore(tmp_path / "artifacts")
+    ref = store.save(value, name="small")
+
+    def no_decoding(self: Any, data: bytes, data_type: type[Any]) -> Any:
+        raise AssertionError("decoded")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(BuiltInMaterializer, "_from_bytes", no_decoding)
+        loaded = store.load(ref)
+    assert loaded is value
+    fresh = ArtifactStore(tmp_path / "artifacts").load(ref)  # decoded: the same value and type
+    assert fresh == value
+    assert type(fresh) is type(value)
+    assert str(fresh) == str(value)  # -0.0 stays -0.0
+
+
+@pytest.mark.parametrize("value", [(1, 2), b"raw", frozenset({1}), MyInt(3)])
+def test_other_saved_values_are_decoded_on_their_first_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: Any
+) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    ref = store.save(value, name="small")
+    decoded: list[Any] = []
+    real = ArtifactStore.load
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "_inline_values", _Spy(decoded))
+        loaded = real(store, ref)
+    assert loaded == value
+    assert decoded == [True]  # looked up, missed: decoded from the ref's bytes
 
 
 @pytest.mark.parametrize("value", [[1, 2], {"k": [1]}, {1, 2}, (1, [2]), bytearray(b"x")])
