@@ -424,8 +424,7 @@ def _cache_func_value(step: str, extra: str | None, policy: CachePolicy | None) 
         result = func()
     except Exception as exc:
         raise CacheKeyError(
-            f"step {step!r}: cache_func {policy.cache_func} raised "
-            f"{type(exc).__name__}: {exc}"
+            f"step {step!r}: cache_func {policy.cache_func} raised {type(exc).__name__}: {exc}"
         ) from exc
     if isinstance(result, str):
         return result

@@ -156,12 +156,18 @@ def _fold_detached(conn: sqlite3.Connection) -> int | None:
 
     None, with nothing written, when it does not apply: the database is not a WAL file (the
     child reads it while this connection writes), the log is shorter than
-    :data:`CHILD_MIN_EVENTS` or holds a deletion, the machine has one processor, this process
-    was not started by a Python interpreter (see :func:`_python_executable`), or the child
-    failed (its rows are rolled back, and the caller folds by itself).
+    :data:`CHILD_MIN_EVENTS` or holds a deletion, the machine has one processor, the system is
+    not POSIX (the pipes are multiplexed with ``select``), this process was not started by a
+    Python interpreter (see :func:`_python_executable`), or the child failed (its rows are
+    rolled back, and the caller folds by itself).
     """
     (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-    if last < max(1, CHILD_MIN_EVENTS) or _processors() < 2 or not _python_executable():
+    if (
+        last < max(1, CHILD_MIN_EVENTS)
+        or _processors() < 2
+        or not _python_executable()
+        or os.name != "posix"  # the pipes to the folder are multiplexed with select()
+    ):
         return None
     path = next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "")
     (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
@@ -216,8 +222,8 @@ def rebuild(conn: sqlite3.Connection) -> int:
 
     The fold runs as a bulk load (see ``_bulk``), and the indexes only queries use are created
     once the rows are in, within the same transaction. When this opens the transaction and the
-    log is long, two child processes read and fold it while this one writes the rows
-    (:func:`_fold_detached`); otherwise, or if they fail, the fold runs here.
+    log is long, a child process folds it while this one feeds it the log and writes the rows
+    (:func:`_fold_detached`); otherwise, or if the child fails, the fold runs here.
 
     Returns:
         The number of events folded.

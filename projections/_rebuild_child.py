@@ -1,32 +1,37 @@
-"""A rebuild spread over three processes: one reads the log, one folds it, this one writes.
+"""A rebuild spread over two processes: a child folds the log, this process reads and writes.
 
 A rebuild in one process is bound by one processor: reading the log, decoding it, folding it
 and encoding rows take about three quarters of it, SQLite writing them the rest.
-:func:`fold_in_child` starts two children, ``python -m projections._rebuild_child read DB``,
-whose stdout feeds ``... fold DB CACHE_SIZE FLUSH REFOLD_LIMIT``, and writes the rows the
-folder sends, inside the parent's transaction. The folder runs a
-:class:`~._detached.DetachedPass` (it never reads the projection's tables, only the log, through
-its own read-only connection), so its rows, and the order they come in, are the ones a fold in
-the parent would write: the same pass code makes them.
+:func:`fold_in_child` starts ``python -m projections._rebuild_child fold DB CACHE_SIZE FLUSH
+REFOLD_LIMIT`` and, in one thread (:func:`_pump`), feeds it the log's rows while it writes the
+rows the folder sends back, inside its own transaction. Both pipes are non-blocking and the
+folder reads ahead and writes behind on threads of its own (a thread blocked in a system call
+does not hold the GIL), so neither process waits on a pipe while the other is busy. The folder
+runs a :class:`~._detached.DetachedPass` (it never reads the projection's tables, only the
+log, through its own read-only connection), so its rows, and the order they come in, are the
+ones a fold in this process would write: the same pass code makes them.
 
-Every stream between them is :data:`MAGIC`, then frames: a 4-byte big-endian length, then
-msgpack. The reader
-sends pages of event rows (``[seq, stream, version, type, recorded_at, payload]``), then their
-count. The folder sends ``[0, write_index, rows]`` (rows for ``_tables.WRITES[write_index]``),
-``[1, seq]`` (the checkpoint) and, last, ``[2, folded]``. A stream that ends before its last
-frame, or a child that exits non-zero, is a failure: the parent then undoes what it wrote and
-folds by itself (see ``_projector.rebuild``).
+Both streams are :data:`MAGIC`, then frames: a 4-byte big-endian length, then msgpack. This
+process sends pages of event rows (``[seq, stream, version, type, recorded_at, payload]``),
+then their count. The folder sends ``[0, write_index, rows]`` (rows for
+``_tables.WRITES[write_index]``), ``[1, seq]`` (the checkpoint) and, last, ``[2, folded]``. A
+stream that ends before its last frame or is not what a folder writes, or a folder that exits
+non-zero, is a failure: the folder is stopped, this process undoes what it wrote and folds by
+itself (see ``_projector.rebuild``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import selectors
 import sqlite3
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -45,7 +50,11 @@ MAGIC = b"evenflow rebuild stream 1\n"
 """What every stream between the processes starts with."""
 _MAX_FRAME = 1 << 30
 _WRITE, _CHECKPOINT, _END = 0, 1, 2
-_PAGE = 1000  # events per frame from the reader
+_PAGE = 1000  # events per frame to the folder
+_F_SETPIPE_SZ = 1031  # fcntl: a pipe's capacity (Linux)
+_PIPE_SIZE = 1 << 20
+_READ_AHEAD = 64  # chunks of the log the folder reads ahead (each up to 1 MiB)
+_WRITE_BEHIND = 8  # frames of rows the folder has yet to write (a flush makes about four)
 # What the parent tells the folder (on its command line): the size of its cache of views (as
 # ``Projector``'s default), how many changed views it holds before sending their rows, and how
 # many events its refolds of evicted views may replay before it gives up (see
@@ -105,21 +114,19 @@ def _send(out: IO[bytes], body: bytes) -> None:
     out.write(_LENGTH.pack(len(body)) + body)
 
 
-def _read(path: str, out: IO[bytes]) -> None:
-    """The reader: every event row, a page per frame, then a frame of their count."""
-    conn = _connect(path)
-    try:
-        encoder = msgspec.msgpack.Encoder()
-        cursor = conn.execute(f"SELECT {_tables.EVENT_COLUMNS} FROM events ORDER BY seq")
-        out.write(MAGIC)
-        count = 0
-        while rows := cursor.fetchmany(_PAGE):
-            _send(out, encoder.encode(rows))
-            count += len(rows)
-        _send(out, encoder.encode(count))
-        out.flush()
-    finally:
-        conn.close()
+def _log_stream(conn: sqlite3.Connection) -> Iterator[bytes]:
+    """The stream the folder reads: :data:`MAGIC`, every event row a page per frame, then a
+    frame of their count. Read as it is sent (one query, a page at a time)."""
+    encoder = msgspec.msgpack.Encoder()
+    cursor = conn.execute(f"SELECT {_tables.EVENT_COLUMNS} FROM events ORDER BY seq")
+    yield MAGIC
+    count = 0
+    while rows := cursor.fetchmany(_PAGE):
+        body = encoder.encode(rows)
+        yield _LENGTH.pack(len(body)) + body
+        count += len(rows)
+    body = encoder.encode(count)
+    yield _LENGTH.pack(len(body)) + body
 
 
 _Row = tuple[int, str, int, str, float, bytes]
@@ -163,34 +170,108 @@ def _fold(
         conn.close()
 
 
+class _ReadAhead:
+    """A file's bytes, read ahead by a thread in large chunks (up to :data:`_READ_AHEAD` of them
+    waiting): the folder never waits on a parent busy writing rows. The thread holds the GIL
+    only once per chunk, so it costs the fold next to nothing."""
+
+    def __init__(self, fd: int) -> None:
+        self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(_READ_AHEAD)
+        self._current = memoryview(b"")
+        self._ended = False
+        threading.Thread(target=self._run, args=(fd,), daemon=True).start()
+
+    def _run(self, fd: int) -> None:
+        try:
+            while chunk := os.read(fd, _PIPE_SIZE):
+                self._chunks.put(chunk)
+            self._chunks.put(b"")
+        except BaseException as exc:  # handed to the reading thread
+            self._chunks.put(exc)
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes: fewer only at the end of the file."""
+        parts: list[bytes] = []
+        wanted = size
+        while wanted and not self._ended:
+            if not self._current:
+                chunk = self._chunks.get()
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                if not chunk:
+                    self._ended = True
+                    break
+                self._current = memoryview(chunk)
+            part = self._current[:wanted]
+            self._current = self._current[len(part) :]
+            parts.append(bytes(part))
+            wanted -= len(part)
+        return b"".join(parts)
+
+
+class _WriteBehind:
+    """Writes to a file from a thread (up to :data:`_WRITE_BEHIND` writes waiting): the folder
+    never waits on a parent busy reading the log. :meth:`flush` waits for every write."""
+
+    def __init__(self, fd: int) -> None:
+        self._writes: queue.Queue[bytes | None] = queue.Queue(_WRITE_BEHIND)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fd,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fd: int) -> None:
+        while (data := self._writes.get()) is not None:
+            if self._error is not None:
+                continue  # failed: drain, so that no writer stays blocked on a full queue
+            try:
+                with memoryview(data) as view:
+                    while view:
+                        view = view[os.write(fd, view) :]
+            except BaseException as exc:  # raised in the folding thread's next write
+                self._error = exc
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._writes.put(data)
+
+    def flush(self) -> None:
+        """Wait until everything written so far is written out (raise what failed)."""
+        self._writes.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def main() -> int:
-    """``read PATH`` or ``fold PATH CACHE_SIZE FLUSH REFOLD_LIMIT``: see the module doc."""
-    out = sys.stdout.buffer
+    """``fold PATH CACHE_SIZE FLUSH REFOLD_LIMIT``: see the module doc."""
+    out: Any = _WriteBehind(sys.stdout.buffer.fileno())
     sys.stdout = sys.stderr  # nothing else may write to the frames' stream
     import gc
 
     gc.disable()  # as bulk_load: nothing a fold builds is a cycle
     try:
-        if sys.argv[1] == "read":
-            _read(sys.argv[2], out)
-        else:
-            path, cache_size, flush, refold_limit = sys.argv[2:]
-            _fold(path, int(cache_size), int(flush), int(refold_limit), sys.stdin.buffer, out)
+        command, path, cache_size, flush, refold_limit = sys.argv[1:]
+        if command != "fold":
+            print(f"unknown command {command!r}", file=sys.stderr)
+            return 2
+        source: Any = _ReadAhead(sys.stdin.buffer.fileno())
+        _fold(path, int(cache_size), int(flush), int(refold_limit), source, out)
     except DetachedError as exc:
         print(f"cannot fold detached: {exc}", file=sys.stderr)
         return 3
     except BrokenPipeError:
-        return 4  # the next process stopped reading (it failed, or was interrupted)
+        return 4  # the parent stopped reading (it failed, or was interrupted)
     # Everything is sent and flushed: skip freeing the fold's millions of objects one by one.
     os._exit(0)
 
 
 def fold_in_child(conn: sqlite3.Connection, path: str, log_size: int) -> int:
     """Write, on ``conn`` (in its transaction), the rows a folder process sends as it folds
-    ``path``'s events, which a reader process sends it; return how many events it folded.
+    ``path``'s events, which this process reads and sends it; return how many events it folded.
     ``log_size`` (the newest seq) sets the folder's refold budget unless :data:`REFOLD_LIMIT` does.
 
-    Raises :class:`ChildFailed` if either fails or cannot start (the rows written so far are
+    Raises :class:`ChildFailed` if the folder fails or cannot start (the rows written so far are
     then the caller's to undo).
     """
     root = str(Path(__file__).resolve().parent.parent)  # where ``projections`` and ``events`` are
@@ -203,70 +284,169 @@ def fold_in_child(conn: sqlite3.Connection, path: str, log_size: int) -> int:
     command = [sys.executable, "-P", "-m", "projections._rebuild_child"]
     limit = max(1000, log_size) if REFOLD_LIMIT is None else REFOLD_LIMIT
     fold = ["fold", path, *map(str, (CACHE_SIZE, FLUSH, limit))]
-    with tempfile.TemporaryFile() as errors, contextlib.ExitStack() as running:
-        procs: list[subprocess.Popen[bytes]] = []
-
-        def start(args: list[str], stdin: Any) -> subprocess.Popen[bytes]:
-            try:
-                proc = subprocess.Popen(
-                    command + args, stdin=stdin, stdout=subprocess.PIPE, stderr=errors, env=env
-                )
-            except OSError as exc:
-                raise ChildFailed(f"cannot start: {exc}") from exc
-            procs.append(proc)
-            return proc
-
-        @running.callback
-        def _stop() -> None:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                if proc.stdout is not None:
-                    proc.stdout.close()
-                proc.wait()
-
-        reader = start(["read", path], subprocess.DEVNULL)
-        folder = start(fold, reader.stdout)
-        assert reader.stdout is not None
-        assert folder.stdout is not None
-        reader.stdout.close()  # the folder's now: it sees the end when the reader exits
-        folded = _receive(conn, folder.stdout)
-        codes = [proc.wait() for proc in procs]
-        if codes != [0, 0] or folded is None:
+    with tempfile.TemporaryFile() as errors:
+        try:
+            folder = subprocess.Popen(
+                [*command, *fold],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                env=env,
+            )
+        except OSError as exc:
+            raise ChildFailed(f"cannot start: {exc}") from exc
+        log = _connect(path)
+        try:
+            folded = _pump(conn, log, folder)
+            code = folder.wait()
+        finally:
+            log.close()
+            if folder.poll() is None:
+                folder.kill()
+            for pipe in (folder.stdin, folder.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            folder.wait()
+        if code != 0 or folded is None:
             errors.seek(0)
             said = errors.read()[-2000:].decode("utf-8", "replace").strip()
-            raise ChildFailed(f"exit status {codes}: {said or 'no output'}")
+            raise ChildFailed(f"exit status {code}: {said or 'no output'}")
     return folded
 
 
-def _receive(conn: sqlite3.Connection, stream: IO[bytes]) -> int | None:
-    """Write what the frames on ``stream`` say; the count of the end frame, or None if the
-    stream ended before it or is not what the folder writes (a frame that does not decode or
-    does not fit, rows the tables refuse)."""
-    decoder = msgspec.msgpack.Decoder()
-    writes = _tables.WRITES
-    try:
-        for body in _frames(stream):
-            frame = decoder.decode(body)
-            kind = frame[0]
-            if kind == _WRITE:
-                _tables.write_many(conn, writes[frame[1]], frame[2])
-            elif kind == _CHECKPOINT:
-                conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, frame[1]))
-            elif kind == _END:
-                return int(frame[1])
-            else:
+def _pump(
+    conn: sqlite3.Connection, log: sqlite3.Connection, folder: subprocess.Popen[bytes]
+) -> int | None:
+    """Feed the folder the log (read on ``log``) while writing, on ``conn``, the rows it sends
+    back: one thread, both pipes non-blocking, so this process never waits on one pipe while
+    the folder waits on the other. The count of the folder's end frame, or None if its stream
+    ended before it (the folder exited); :class:`ChildFailed` if the stream is not what a
+    folder writes (a frame that does not decode or fit, rows the tables refuse)."""
+    assert folder.stdin is not None
+    assert folder.stdout is not None
+    feed, rows = folder.stdin.fileno(), folder.stdout.fileno()
+    for fd in (feed, rows):
+        os.set_blocking(fd, False)
+        with contextlib.suppress(OSError, ImportError):  # Linux: fewer, larger writes
+            import fcntl
+
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+    stream = _log_stream(log)
+    receiver = _Receiver(conn)
+    pending = memoryview(b"")
+    with selectors.DefaultSelector() as selector:
+        selector.register(feed, selectors.EVENT_WRITE)
+        selector.register(rows, selectors.EVENT_READ)
+        feeding = True
+        while True:
+            for key, _ in selector.select():
+                if key.fd == rows:
+                    try:
+                        data = os.read(rows, _PIPE_SIZE)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        return receiver.folded  # the folder closed its stdout
+                    try:
+                        if receiver.feed(data) is not None:
+                            return receiver.folded
+                    except _GARBLED as exc:  # the caller stops the folder
+                        raise ChildFailed(f"the folder's stream is not one: {exc!r}") from exc
+                elif feeding:
+                    if not pending:
+                        chunk = next(stream, None)
+                        if chunk is None:  # all sent: the folder sees the end of its stdin
+                            selector.unregister(feed)
+                            folder.stdin.close()
+                            feeding = False
+                            continue
+                        pending = memoryview(chunk)
+                    try:
+                        pending = pending[os.write(feed, pending) :]
+                    except BlockingIOError:
+                        pass
+                    except BrokenPipeError:  # the folder stopped reading: its status says why
+                        selector.unregister(feed)
+                        feeding = False
+
+
+class _Receiver:
+    """Writes what the folder's frames say, fed its stream's bytes as they arrive."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.buffer = bytearray()
+        self.started = False
+        self.decoder = msgspec.msgpack.Decoder()
+        self.folded: int | None = None
+
+    def feed(self, data: bytes) -> int | None:
+        """Apply every whole frame received so far; the folded count once the end frame came.
+
+        Raises one of :data:`_GARBLED` for a stream that is not a folder's: no :data:`MAGIC`,
+        a frame too long, a frame that does not decode or does not fit, rows the tables refuse.
+        """
+        buffer = self.buffer
+        buffer += data
+        if not self.started:
+            if len(buffer) < len(MAGIC):
+                if not MAGIC.startswith(buffer):
+                    raise EOFError("the stream does not start as a rebuild stream")
                 return None
-    except (
-        EOFError,
-        msgspec.DecodeError,
-        LookupError,
-        TypeError,
-        ValueError,
-        sqlite3.IntegrityError,
-        sqlite3.InterfaceError,
-        sqlite3.ProgrammingError,
-    ):
+            if buffer[: len(MAGIC)] != MAGIC:
+                raise EOFError("the stream does not start as a rebuild stream")
+            del buffer[: len(MAGIC)]
+            self.started = True
+        at, end = 0, len(buffer)
+        while self.folded is None and end - at >= _LENGTH.size:
+            (size,) = _LENGTH.unpack_from(buffer, at)
+            if size > _MAX_FRAME:
+                raise EOFError(f"a frame of {size} bytes: not a rebuild stream")
+            start = at + _LENGTH.size
+            if end - start < size:
+                break
+            with memoryview(buffer) as view, view[start : start + size] as body:
+                frame = self.decoder.decode(body)
+            self._apply(frame)
+            at = start + size
+        del buffer[:at]
+        return self.folded
+
+    def _apply(self, frame: Any) -> None:
+        kind = frame[0]
+        if kind == _WRITE:
+            _tables.write_many(self.conn, _tables.WRITES[frame[1]], frame[2])
+        elif kind == _CHECKPOINT:
+            self.conn.execute(_tables.SET_CHECKPOINT, (_tables.CHECKPOINT, frame[1]))
+        elif kind == _END:
+            self.folded = int(frame[1])
+        else:
+            raise ValueError(f"a frame of unknown kind {kind!r}")
+
+
+_GARBLED = (
+    EOFError,
+    msgspec.DecodeError,
+    LookupError,
+    TypeError,
+    ValueError,
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+)
+"""What a stream that is not what the folder writes raises on the way to the tables."""
+
+
+def _receive(conn: sqlite3.Connection, stream: IO[bytes]) -> int | None:
+    """:class:`_Receiver` over a whole stream: the count of the end frame, or None if the
+    stream ended before it or is not what the folder writes."""
+    receiver = _Receiver(conn)
+    try:
+        while chunk := stream.read(1 << 16):
+            if receiver.feed(chunk) is not None:
+                return receiver.folded
+    except _GARBLED:
         return None
     return None
 
