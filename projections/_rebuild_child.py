@@ -26,6 +26,7 @@ import contextlib
 import os
 import queue
 import selectors
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -53,6 +54,8 @@ _WRITE, _CHECKPOINT, _END = 0, 1, 2
 _PAGE = 1000  # events per frame to the folder
 _F_SETPIPE_SZ = 1031  # fcntl: a pipe's capacity (Linux)
 _PIPE_SIZE = 1 << 20
+_HEAD = 64  # bytes of a garbled stream quoted in the error
+_EXIT_WAIT_S = 60.0  # how long a folder that sent its end frame may take to exit
 _READ_AHEAD = 64  # chunks of the log the folder reads ahead (each up to 1 MiB)
 _WRITE_BEHIND = 8  # frames of rows the folder has yet to write (a flush makes about four)
 # What the parent tells the folder (on its command line): the size of its cache of views (as
@@ -114,9 +117,10 @@ def _send(out: IO[bytes], body: bytes) -> None:
     out.write(_LENGTH.pack(len(body)) + body)
 
 
-def _log_stream(conn: sqlite3.Connection) -> Iterator[bytes]:
+def _log_stream(conn: sqlite3.Connection, sent: _Sent) -> Iterator[bytes]:
     """The stream the folder reads: :data:`MAGIC`, every event row a page per frame, then a
-    frame of their count. Read as it is sent (one query, a page at a time)."""
+    frame of their count (also left in ``sent.count``). Read as it is sent (one query, a page
+    at a time)."""
     encoder = msgspec.msgpack.Encoder()
     cursor = conn.execute(f"SELECT {_tables.EVENT_COLUMNS} FROM events ORDER BY seq")
     yield MAGIC
@@ -125,6 +129,7 @@ def _log_stream(conn: sqlite3.Connection) -> Iterator[bytes]:
         body = encoder.encode(rows)
         yield _LENGTH.pack(len(body)) + body
         count += len(rows)
+    sent.count = count
     body = encoder.encode(count)
     yield _LENGTH.pack(len(body)) + body
 
@@ -179,6 +184,7 @@ class _ReadAhead:
         self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(_READ_AHEAD)
         self._current = memoryview(b"")
         self._ended = False
+        self._error: BaseException | None = None
         threading.Thread(target=self._run, args=(fd,), daemon=True).start()
 
     def _run(self, fd: int) -> None:
@@ -195,8 +201,11 @@ class _ReadAhead:
         wanted = size
         while wanted and not self._ended:
             if not self._current:
+                if self._error is not None:
+                    raise self._error
                 chunk = self._chunks.get()
                 if isinstance(chunk, BaseException):
+                    self._error = chunk
                     raise chunk
                 if not chunk:
                     self._ended = True
@@ -292,15 +301,28 @@ def fold_in_child(conn: sqlite3.Connection, path: str, log_size: int) -> int:
                 stdout=subprocess.PIPE,
                 stderr=errors,
                 env=env,
+                # Not in the terminal's process group: a Ctrl-C the host handles must not kill
+                # it (a parent that dies closes its pipes, which ends it).
+                start_new_session=True,
             )
         except OSError as exc:
             raise ChildFailed(f"cannot start: {exc}") from exc
-        log = _connect(path)
         try:
-            folded = _pump(conn, log, folder)
-            code = folder.wait()
+            try:
+                log = _connect(path)
+            except sqlite3.Error as exc:
+                raise ChildFailed(f"cannot read the log to send it: {exc}") from exc
+            try:
+                folded = _pump(conn, log, folder)
+            finally:
+                log.close()
+            try:
+                code = folder.wait(timeout=_EXIT_WAIT_S)
+            except subprocess.TimeoutExpired:
+                raise ChildFailed(
+                    f"the folder sent its end but did not exit within {_EXIT_WAIT_S:g} s"
+                ) from None
         finally:
-            log.close()
             if folder.poll() is None:
                 folder.kill()
             for pipe in (folder.stdin, folder.stdout):
@@ -311,7 +333,15 @@ def fold_in_child(conn: sqlite3.Connection, path: str, log_size: int) -> int:
         if code != 0 or folded is None:
             errors.seek(0)
             said = errors.read()[-2000:].decode("utf-8", "replace").strip()
-            raise ChildFailed(f"exit status {code}: {said or 'no output'}")
+            if code < 0:
+                status = f"killed by {signal.Signals(-code).name}"
+                if -code == signal.SIGKILL:
+                    status += " (out of memory?)"
+            elif code == 0:
+                status = "exited before sending its end frame"
+            else:
+                status = f"exit status {code}"
+            raise ChildFailed(f"{status}: {said or 'no output'}")
     return folded
 
 
@@ -320,9 +350,30 @@ def _pump(
 ) -> int | None:
     """Feed the folder the log (read on ``log``) while writing, on ``conn``, the rows it sends
     back: one thread, both pipes non-blocking, so this process never waits on one pipe while
-    the folder waits on the other. The count of the folder's end frame, or None if its stream
-    ended before it (the folder exited); :class:`ChildFailed` if the stream is not what a
-    folder writes (a frame that does not decode or fit, rows the tables refuse)."""
+    the folder waits on the other.
+
+    Returns the folded count of the folder's end frame, or None if its stream ended before it
+    (the folder exited: its status says why). Raises :class:`ChildFailed` if the stream is not
+    what a folder writes (a frame that does not decode or fit, rows the tables refuse, an end
+    before every event was sent or with another count), or reading the log failed.
+
+    SIGPIPE is blocked in this thread meanwhile: a host that restored its default action (as
+    command-line tools do) would otherwise die when the folder stops reading early.
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
+    try:
+        return _exchange(conn, log, folder)
+    finally:
+        if signal.SIGPIPE not in blocked:
+            # A SIGPIPE raised by a write to the folder's closed stdin is pending: take it.
+            while signal.sigtimedwait({signal.SIGPIPE}, 0) is not None:
+                pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _exchange(
+    conn: sqlite3.Connection, log: sqlite3.Connection, folder: subprocess.Popen[bytes]
+) -> int | None:
     assert folder.stdin is not None
     assert folder.stdout is not None
     feed, rows = folder.stdin.fileno(), folder.stdout.fileno()
@@ -332,7 +383,7 @@ def _pump(
             import fcntl
 
             fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
-    stream = _log_stream(log)
+    sent = _Sent(log)
     receiver = _Receiver(conn)
     pending = memoryview(b"")
     with selectors.DefaultSelector() as selector:
@@ -347,15 +398,24 @@ def _pump(
                     except BlockingIOError:
                         continue
                     if not data:
-                        return receiver.folded  # the folder closed its stdout
+                        return None  # the folder closed its stdout before its end frame
                     try:
-                        if receiver.feed(data) is not None:
-                            return receiver.folded
+                        folded = receiver.feed(data)
                     except _GARBLED as exc:  # the caller stops the folder
-                        raise ChildFailed(f"the folder's stream is not one: {exc!r}") from exc
+                        raise ChildFailed(
+                            f"the folder sent something else than rows ({exc}); it began "
+                            f"{receiver.head!r}"
+                        ) from exc
+                    if folded is not None:
+                        if feeding or folded != sent.count:
+                            raise ChildFailed(
+                                f"the folder ended after {folded} events, of {sent.count} "
+                                + ("sent so far" if feeding else "sent")
+                            )
+                        return folded
                 elif feeding:
                     if not pending:
-                        chunk = next(stream, None)
+                        chunk = sent.next()
                         if chunk is None:  # all sent: the folder sees the end of its stdin
                             selector.unregister(feed)
                             folder.stdin.close()
@@ -371,6 +431,22 @@ def _pump(
                         feeding = False
 
 
+class _Sent:
+    """The stream of the log for the folder (:func:`_log_stream`), and how many events it held
+    once it is all sent."""
+
+    def __init__(self, log: sqlite3.Connection) -> None:
+        self._chunks = _log_stream(log, self)
+        self.count = 0
+
+    def next(self) -> bytes | None:
+        """The next chunk to send, or None once all is sent."""
+        try:
+            return next(self._chunks, None)
+        except sqlite3.Error as exc:  # e.g. the file went away: fold in the process instead
+            raise ChildFailed(f"reading the log to send it failed: {exc}") from exc
+
+
 class _Receiver:
     """Writes what the folder's frames say, fed its stream's bytes as they arrive."""
 
@@ -380,6 +456,7 @@ class _Receiver:
         self.started = False
         self.decoder = msgspec.msgpack.Decoder()
         self.folded: int | None = None
+        self.head = b""  # the stream's first bytes, to quote when it is not a folder's
 
     def feed(self, data: bytes) -> int | None:
         """Apply every whole frame received so far; the folded count once the end frame came.
@@ -387,6 +464,8 @@ class _Receiver:
         Raises one of :data:`_GARBLED` for a stream that is not a folder's: no :data:`MAGIC`,
         a frame too long, a frame that does not decode or does not fit, rows the tables refuse.
         """
+        if len(self.head) < _HEAD:
+            self.head += data[: _HEAD - len(self.head)]
         buffer = self.buffer
         buffer += data
         if not self.started:

@@ -9,7 +9,9 @@ import logging
 import re
 import sqlite3
 import struct
+import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -428,5 +430,93 @@ def test_a_folder_that_sends_garbage_is_stopped_and_the_process_rebuilds(
         started = time.monotonic()
         assert projections.rebuild(conn) == len(log.records)
         assert time.monotonic() - started < 30  # not the fake's 60 s
-    assert "the folder's stream is not one" in caplog.text
+    assert "the folder sent something else than rows" in caplog.text
     assert _all_rows(conn) == before
+
+
+def _fake_folder(tmp_path: Path, script: str) -> str:
+    """A "python" that answers the rebuild like a folder would not (``script``, in sh)."""
+    fake = tmp_path / "python-fake"
+    fake.write_text("#!/bin/sh\n" + script)
+    fake.chmod(0o755)
+    return str(fake)
+
+
+def test_a_folder_that_ends_before_it_got_the_log_is_a_failure(
+    conn: sqlite3.Connection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = w2_log(3000)  # more than the pipe holds: the end frame comes while it is still sent
+    before = _incremental(conn, log)
+    # MAGIC, then the end frame [2, 0]: "folded 0 events", and a hang.
+    end = (
+        "printf 'evenflow rebuild stream 1\\n\\000\\000\\000\\003\\222\\002\\000'\nexec sleep 60\n"
+    )
+    monkeypatch.setattr(_projector, "CHILD_MIN_EVENTS", 1)
+    monkeypatch.setattr(sys, "executable", _fake_folder(tmp_path, end))
+    with caplog.at_level(logging.WARNING, logger="projections._projector"):
+        started = time.monotonic()
+        assert projections.rebuild(conn) == len(log.records)
+        assert time.monotonic() - started < 30
+    assert re.search(r"the folder ended after 0 events, of \d+ sent so far", caplog.text)
+    assert _all_rows(conn) == before
+
+
+def test_a_log_that_cannot_be_read_for_the_folder_falls_back_without_a_stray_child(
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = w2_log(5)
+    before = _incremental(conn, log)
+    started: list[Any] = []
+    real_popen = _rebuild_child.subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> Any:
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def unreadable(path: str) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(_projector, "CHILD_MIN_EVENTS", 1)
+    monkeypatch.setattr(_rebuild_child.subprocess, "Popen", popen)
+    monkeypatch.setattr(_rebuild_child, "_connect", unreadable)
+    with caplog.at_level(logging.WARNING, logger="projections._projector"):
+        assert projections.rebuild(conn) == len(log.records)
+    assert "cannot read the log to send it: unable to open database file" in caplog.text
+    assert _all_rows(conn) == before
+    (child,) = started
+    assert child.returncode is not None  # stopped and reaped, not left running or a zombie
+
+
+def test_a_host_that_dies_of_sigpipe_survives_a_folder_that_stops_reading(
+    tmp_path: Path,
+) -> None:
+    # Command-line tools often restore SIGPIPE's default action (death); a folder that exits
+    # without reading its stdin must then not kill the rebuilding process.
+    db = tmp_path / "log.db"
+    c = open_db(db)
+    c.execute("PRAGMA journal_mode = WAL")
+    c.execute("BEGIN IMMEDIATE")
+    records = w2_log(3000).records
+    _insert(c, records)
+    c.execute("COMMIT")
+    c.close()
+    fake = _fake_folder(tmp_path, "exit 3\n")
+    probe = textwrap.dedent(
+        f"""
+        import signal, sqlite3, sys
+        import projections
+        from projections import _projector
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        _projector.CHILD_MIN_EVENTS = 1
+        sys.executable = {fake!r}
+        print(projections.rebuild(sqlite3.connect({str(db)!r}, isolation_level=None)))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(len(records))
