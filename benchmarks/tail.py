@@ -251,12 +251,24 @@ def rebuild_rate(n_events: int, rounds: int = 1) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "events_per_s": round(written / seconds),
         "rounds": [round(t, 3) for t in times],
+        # The folding child's (see projections._rebuild_child): not in this process's RSS.
+        "children_peak_rss_mb": _children_peak_rss_mb(),
         "generate": {
             "seconds": round(gen.seconds, 3),
             "events_per_s": round(written / gen.seconds),
             "database_mb": round(size / 2**20, 1),
         },
     }
+
+
+def _children_peak_rss_mb() -> float | None:
+    """The largest peak RSS of this process's finished children, in MiB (None if unknown)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def run(

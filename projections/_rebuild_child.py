@@ -58,14 +58,17 @@ _HEAD = 64  # bytes of a garbled stream quoted in the error
 _EXIT_WAIT_S = 60.0  # how long a folder that sent its end frame may take to exit
 _READ_AHEAD = 64  # chunks of the log the folder reads ahead (each up to 1 MiB)
 _WRITE_BEHIND = 8  # frames of rows the folder has yet to write (a flush makes about four)
-# What the parent tells the folder (on its command line): the size of its cache of views (as
-# ``Projector``'s default), how many changed views it holds before sending their rows, and how
-# many events its refolds of evicted views may replay before it gives up (see
-# ``DetachedPass``; None: as many as the log holds, so the fold costs at most about twice
-# a fold of the log).
-CACHE_SIZE = 32_768
+# What the parent tells the folder (on its command line): the size of its cache of views
+# (None: sized to the memory available, see _cache_size), how many changed views it holds
+# before sending their rows, and how many events its refolds of evicted views may replay before
+# it gives up (see ``DetachedPass``; None: as many as the log holds, so the fold costs at most
+# about twice a fold of the log).
+CACHE_SIZE: int | None = None
 FLUSH = 20_000
 REFOLD_LIMIT: int | None = None
+_MIN_VIEWS = 32_768  # Projector's default cache
+_MAX_VIEWS = 262_144  # about 500 MiB of views
+_VIEW_BYTES = 2048  # what a cached view takes, about (measured: 1.85 KiB on W8's log)
 
 
 class ChildFailed(Exception):
@@ -292,7 +295,8 @@ def fold_in_child(conn: sqlite3.Connection, path: str, log_size: int) -> int:
     # shadow ``events`` or ``projections``.
     command = [sys.executable, "-P", "-m", "projections._rebuild_child"]
     limit = max(1000, log_size) if REFOLD_LIMIT is None else REFOLD_LIMIT
-    fold = ["fold", path, *map(str, (CACHE_SIZE, FLUSH, limit))]
+    views = _cache_size() if CACHE_SIZE is None else CACHE_SIZE
+    fold = ["fold", path, *map(str, (views, FLUSH, limit))]
     with tempfile.TemporaryFile() as errors:
         try:
             folder = subprocess.Popen(
@@ -343,6 +347,34 @@ def fold_in_child(conn: sqlite3.Connection, path: str, log_size: int) -> int:
                 status = f"exit status {code}"
             raise ChildFailed(f"{status}: {said or 'no output'}")
     return folded
+
+
+def _cache_size() -> int:
+    """How many views the folder may keep: more than :class:`Projector` keeps when the machine
+    has memory to spare, for one short-lived process. A view it evicts costs its deallocation,
+    and a refold from the log if it is needed again; a rebuild of 1,000,000 events (about
+    250,000 steps) took 14% less time keeping every view than keeping 32,768. An eighth of
+    the memory available now, at most :data:`_MAX_VIEWS` views, at least :data:`_MIN_VIEWS`."""
+    available = _available_memory()
+    if available is None:
+        return _MIN_VIEWS
+    return max(_MIN_VIEWS, min(_MAX_VIEWS, available // 8 // _VIEW_BYTES))
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available without swapping (Linux's MemAvailable), else free memory,
+    else None."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _pump(

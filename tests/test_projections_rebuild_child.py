@@ -520,3 +520,24 @@ def test_a_host_that_dies_of_sigpipe_survives_a_folder_that_stops_reading(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(len(records))
+
+
+@pytest.mark.parametrize(
+    ("available", "views"),
+    [
+        (None, 32_768),  # memory unknown: as Projector
+        (10 * 2**20, 32_768),  # little memory: never fewer than Projector keeps
+        (2**30, 2**30 // 8 // 2048),  # an eighth of what is available
+        (100 * 2**30, 262_144),  # plenty: at most about 500 MiB of views
+    ],
+)
+def test_the_folder_keeps_more_views_when_memory_allows(
+    monkeypatch: pytest.MonkeyPatch, available: int | None, views: int
+) -> None:
+    monkeypatch.setattr(_rebuild_child, "_available_memory", lambda: available)
+    assert _rebuild_child._cache_size() == views
+
+
+def test_available_memory_is_read_from_the_system() -> None:
+    found = _rebuild_child._available_memory()
+    assert found is None or found > 0
