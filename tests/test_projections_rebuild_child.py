@@ -541,3 +541,46 @@ def test_the_folder_keeps_more_views_when_memory_allows(
 def test_available_memory_is_read_from_the_system() -> None:
     found = _rebuild_child._available_memory()
     assert found is None or found > 0
+
+
+def _cgroup_files(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("groups", "files", "room"),
+    [
+        # cgroup v2, a container limited to 1 GiB with 400 MiB in use
+        (
+            "0::/box\n",
+            {"box/memory.max": f"{2**30}\n", "box/memory.current": f"{400 * 2**20}\n"},
+            624 * 2**20,
+        ),
+        ("0::/box\n", {"box/memory.max": "max\n", "box/memory.current": "5\n"}, None),
+        # cgroup v1 (and the v2 line of a hybrid host, without files)
+        (
+            "4:memory:/job\n0::/\n",
+            {
+                "memory/job/memory.limit_in_bytes": "1000\n",
+                "memory/job/memory.usage_in_bytes": "1200\n",
+            },
+            0,
+        ),
+        (
+            "4:memory:/elsewhere\n",
+            {
+                "memory/memory.limit_in_bytes": "9223372036854771712\n",
+                "memory/memory.usage_in_bytes": "7\n",
+            },
+            None,
+        ),
+        ("1:cpu:/\n", {}, None),  # no memory controller
+    ],
+)
+def test_a_containers_memory_limit_bounds_the_folders_views(
+    tmp_path: Path, groups: str, files: dict[str, str], room: int | None
+) -> None:
+    assert _rebuild_child._cgroup_room(groups, _cgroup_files(tmp_path, files)) == room
