@@ -62,8 +62,17 @@ __all__ = [
 ]
 
 
-class _Base(msgspec.Struct, frozen=True, tag_field="type", kw_only=True, omit_defaults=True):
-    """Common base: frozen, tagged by ``type``, keyword-only, defaults omitted on the wire."""
+class _Base(
+    msgspec.Struct, frozen=True, tag_field="type", kw_only=True, omit_defaults=True, gc=False
+):
+    """Common base: frozen, tagged by ``type``, keyword-only, defaults omitted on the wire.
+
+    Events, and the shapes they carry (:class:`InputRef`, :class:`StepSpec`,
+    :class:`ArtifactRef`), are not tracked by the garbage collector: a run makes several per
+    step and keeps many of them alive, and tracked, they made every collection walk them (W2
+    spent about 8% of its time in the collector). They hold scalars and encodable data only,
+    which cannot refer back to them, so they are never part of a reference cycle.
+    """
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,14 +80,14 @@ class _Base(msgspec.Struct, frozen=True, tag_field="type", kw_only=True, omit_de
 # ---------------------------------------------------------------------------------------------
 
 
-class InputRef(msgspec.Struct, frozen=True, omit_defaults=True):
+class InputRef(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """One upstream output feeding a step input: ``(invocation id, output name)``."""
 
     step: str
     output: str = "output"
 
 
-class StepSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class StepSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A step invocation as compiled into a run's DAG.
 
     ``inputs`` maps an argument name to one upstream output or, for fan-in, a list of them.
@@ -98,7 +107,7 @@ class StepSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     config: dict[str, Any] = {}
 
 
-class ArtifactRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ArtifactRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Where a stored output lives: content-addressed, so equal bytes share one file."""
 
     id: str

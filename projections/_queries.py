@@ -198,7 +198,7 @@ def checkpoint(conn: sqlite3.Connection) -> int:
     return 0 if row is None else int(row[0])
 
 
-class CacheEntry(msgspec.Struct, frozen=True):
+class CacheEntry(msgspec.Struct, frozen=True, gc=False):
     """A step run whose outputs can serve a cache hit."""
 
     cache_key: str

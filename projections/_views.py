@@ -136,7 +136,7 @@ class StepView(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return f"{self.run_id}/{self.id}"
 
 
-class RunState(msgspec.Struct, frozen=True):
+class RunState(msgspec.Struct, frozen=True, gc=False):
     """A run and its steps, as of some point of the log.
 
     Attributes:
@@ -148,7 +148,7 @@ class RunState(msgspec.Struct, frozen=True):
     steps: dict[str, StepView]
 
 
-class ArtifactView(msgspec.Struct, frozen=True, kw_only=True):
+class ArtifactView(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One stored artifact version (a row of the ``artifacts`` table).
 
     Attributes:

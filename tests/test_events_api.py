@@ -105,3 +105,30 @@ def test_the_store_and_its_async_stack_load_on_first_use() -> None:
     assert out == ["[]", "events._store events._audit True"]
     with pytest.raises(AttributeError, match="has no attribute 'NoSuchThing'"):
         events.NoSuchThing  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [*events.EVENT_TYPES, events.InputRef, events.StepSpec, events.ArtifactRef, events.Recorded],
+    ids=lambda c: c.__name__,
+)
+def test_events_and_their_shapes_are_not_tracked_by_the_garbage_collector(
+    cls: type[msgspec.Struct],
+) -> None:
+    # A run keeps several per step alive: tracked, every collection would walk them all.
+    assert cls.__struct_config__.gc is False
+
+
+def test_an_untracked_event_still_frees_what_it_holds() -> None:
+    import gc
+    import weakref
+
+    class Held:
+        pass
+
+    held = Held()
+    probe = weakref.ref(held)
+    event = events.MetadataLogged(metadata={"k": [held]})
+    assert not gc.is_tracked(event)
+    del held, event
+    assert probe() is None  # reference counting frees it: no collection needed

@@ -642,3 +642,18 @@ def test_exported_names() -> None:
         obj = getattr(projections, name)
         constant = name in ("MIN_PREFIX", "SCHEDULE_STREAM_PREFIX")
         assert constant or obj.__module__.startswith("projections.")
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        projections.RunView,
+        projections.StepView,
+        projections.RunState,
+        projections.ArtifactView,
+        projections.CacheEntry,
+    ],
+    ids=lambda c: c.__name__,
+)
+def test_views_are_not_tracked_by_the_garbage_collector(cls: type[Any]) -> None:
+    assert cls.__struct_config__.gc is False
