@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -584,3 +585,36 @@ def test_a_containers_memory_limit_bounds_the_folders_views(
     tmp_path: Path, groups: str, files: dict[str, str], room: int | None
 ) -> None:
     assert _rebuild_child._cgroup_room(groups, _cgroup_files(tmp_path, files)) == room
+
+
+def test_the_rebuild_does_not_wait_for_a_finished_folder_to_exit(
+    conn: sqlite3.Connection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    children: list[int],
+) -> None:
+    # A folder that sent every row but lingers (here: the shell around it sleeps; a real one
+    # frees hundreds of MB on its way out): the rows are in, the rebuild goes on, and the
+    # process is reaped in the background (killed once the wait for it runs out).
+    log = w2_log(5)
+    before = _incremental(conn, log)
+    started: list[Any] = []
+    real_popen = _rebuild_child.subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> Any:
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    wrapper = _fake_folder(tmp_path, f'"{sys.executable}" "$@"\nexec sleep 60\n')
+    monkeypatch.setattr(_rebuild_child, "_EXIT_WAIT_S", 1.0)
+    monkeypatch.setattr(_rebuild_child.subprocess, "Popen", popen)
+    monkeypatch.setattr(sys, "executable", wrapper)
+    began = time.monotonic()
+    assert projections.rebuild(conn) == len(log.records)
+    assert time.monotonic() - began < 30  # not the wrapper's 60 s
+    assert children == [len(log.records)]  # the child's rows, not a fallback's
+    assert _all_rows(conn) == before
+    (child,) = started
+    (reaper,) = [t for t in threading.enumerate() if t.name == "evenflow-rebuild-reap"]
+    reaper.join(timeout=20)
+    assert child.returncode is not None  # killed once the wait ran out, and reaped
