@@ -135,6 +135,20 @@ def children(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return folded
 
 
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every process a rebuild starts, as it starts it."""
+    found: list[Any] = []
+    real = _rebuild_child.subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> Any:
+        found.append(real(*args, **kwargs))
+        return found[-1]
+
+    monkeypatch.setattr(_rebuild_child.subprocess, "Popen", popen)
+    return found
+
+
 def _incremental(conn: sqlite3.Connection, log: Log) -> list[Any]:
     proj = Projector()
     install(conn, proj)
@@ -466,22 +480,18 @@ def test_a_folder_that_ends_before_it_got_the_log_is_a_failure(
 
 
 def test_a_log_that_cannot_be_read_for_the_folder_falls_back_without_a_stray_child(
-    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    conn: sqlite3.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    started: list[Any],
 ) -> None:
     log = w2_log(5)
     before = _incremental(conn, log)
-    started: list[Any] = []
-    real_popen = _rebuild_child.subprocess.Popen
-
-    def popen(*args: Any, **kwargs: Any) -> Any:
-        started.append(real_popen(*args, **kwargs))
-        return started[-1]
 
     def unreadable(path: str) -> sqlite3.Connection:
         raise sqlite3.OperationalError("unable to open database file")
 
     monkeypatch.setattr(_projector, "CHILD_MIN_EVENTS", 1)
-    monkeypatch.setattr(_rebuild_child.subprocess, "Popen", popen)
     monkeypatch.setattr(_rebuild_child, "_connect", unreadable)
     with caplog.at_level(logging.WARNING, logger="projections._projector"):
         assert projections.rebuild(conn) == len(log.records)
@@ -592,22 +602,15 @@ def test_the_rebuild_does_not_wait_for_a_finished_folder_to_exit(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     children: list[int],
+    started: list[Any],
 ) -> None:
     # A folder that sent every row but lingers (here: the shell around it sleeps; a real one
     # frees hundreds of MB on its way out): the rows are in, the rebuild goes on, and the
     # process is reaped in the background (killed once the wait for it runs out).
     log = w2_log(5)
     before = _incremental(conn, log)
-    started: list[Any] = []
-    real_popen = _rebuild_child.subprocess.Popen
-
-    def popen(*args: Any, **kwargs: Any) -> Any:
-        started.append(real_popen(*args, **kwargs))
-        return started[-1]
-
     wrapper = _fake_folder(tmp_path, f'"{sys.executable}" "$@"\nexec sleep 60\n')
     monkeypatch.setattr(_rebuild_child, "_EXIT_WAIT_S", 1.0)
-    monkeypatch.setattr(_rebuild_child.subprocess, "Popen", popen)
     monkeypatch.setattr(sys, "executable", wrapper)
     began = time.monotonic()
     assert projections.rebuild(conn) == len(log.records)
