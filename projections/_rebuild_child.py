@@ -92,22 +92,53 @@ class _FrameSink(Sink):
         self.send((_CHECKPOINT, seq))
 
 
-def _frames(stream: IO[bytes]) -> Iterator[bytes]:
-    """The bodies of the frames on ``stream``, after its :data:`MAGIC`; raises
-    :class:`EOFError` if the stream does not start with it, holds a frame longer than
-    :data:`_MAX_FRAME`, or ends inside a frame."""
-    if stream.read(len(MAGIC)) != MAGIC:  # e.g. a sitecustomize that printed at startup
-        raise EOFError("the stream does not start as a rebuild stream")
-    while head := stream.read(_LENGTH.size):
-        if len(head) < _LENGTH.size:
-            raise EOFError("the stream ends inside a frame's length")
-        (size,) = _LENGTH.unpack(head)
-        if size > _MAX_FRAME:
-            raise EOFError(f"a frame of {size} bytes: not a rebuild stream")
-        body = stream.read(size)
-        if len(body) < size:
-            raise EOFError("the stream ends inside a frame")
-        yield body
+class _Frames:
+    """A rebuild stream read as its bytes arrive: :data:`MAGIC`, then frames (a 4-byte
+    big-endian length, then the body). Both processes read their peer's stream with it."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._started = False
+        self.head = b""  # the stream's first bytes, to quote when it is not a rebuild stream
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Take ``data``; yield the bodies of the frames it completes, in order (a caller may
+        stop early: what it did not take is dropped with the stream's rest).
+
+        Raises :class:`EOFError` if the stream does not start with :data:`MAGIC` (e.g. a
+        sitecustomize printed first) or a frame is longer than :data:`_MAX_FRAME`.
+        """
+        if len(self.head) < _HEAD:
+            self.head += data[: _HEAD - len(self.head)]
+        buffer = self._buffer
+        buffer += data
+        if not self._started:
+            if len(buffer) < len(MAGIC) and MAGIC.startswith(buffer):
+                return
+            if buffer[: len(MAGIC)] != MAGIC:
+                raise EOFError("the stream does not start as a rebuild stream")
+            del buffer[: len(MAGIC)]
+            self._started = True
+        at = 0
+        try:
+            while len(buffer) - at >= _LENGTH.size:
+                (size,) = _LENGTH.unpack_from(buffer, at)
+                if size > _MAX_FRAME:
+                    raise EOFError(f"a frame of {size} bytes: not a rebuild stream")
+                start = at + _LENGTH.size
+                if len(buffer) - start < size:
+                    break
+                with memoryview(buffer) as view, view[start : start + size] as part:
+                    body = bytes(part)
+                at = start + size
+                yield body
+        finally:
+            del buffer[:at]
+
+
+def _frame(body: bytes) -> bytes:
+    """``body`` as one frame of a rebuild stream."""
+    return _LENGTH.pack(len(body)) + body
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -117,7 +148,7 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 def _send(out: IO[bytes], body: bytes) -> None:
-    out.write(_LENGTH.pack(len(body)) + body)
+    out.write(_frame(body))
 
 
 def _log_stream(conn: sqlite3.Connection, sent: _Sent) -> Iterator[bytes]:
@@ -129,40 +160,40 @@ def _log_stream(conn: sqlite3.Connection, sent: _Sent) -> Iterator[bytes]:
     yield MAGIC
     count = 0
     while rows := cursor.fetchmany(_PAGE):
-        body = encoder.encode(rows)
-        yield _LENGTH.pack(len(body)) + body
+        yield _frame(encoder.encode(rows))
         count += len(rows)
     sent.count = count
-    body = encoder.encode(count)
-    yield _LENGTH.pack(len(body)) + body
+    yield _frame(encoder.encode(count))
 
 
 _Row = tuple[int, str, int, str, float, bytes]
 
 
 def _pages(source: IO[bytes]) -> Iterator[list[Recorded]]:
-    """The reader's pages of events, decoded; raises :class:`EOFError` unless ``source`` ends
-    with the reader's count of them, and it is the count received."""
+    """The pages of events the parent sends, decoded; raises :class:`EOFError` unless
+    ``source`` ends with the parent's count of them, and it is the count received."""
     decoder: msgspec.msgpack.Decoder[list[_Row] | int] = msgspec.msgpack.Decoder(list[_Row] | int)
+    frames = _Frames()
     received = 0
-    for body in _frames(source):
-        rows = decoder.decode(body)
-        if isinstance(rows, int):
-            if rows != received:
-                raise EOFError(f"the reader sent {received} events, and counted {rows}")
-            return
-        yield _tables.records(rows)
-        received += len(rows)
+    while chunk := source.read(_PIPE_SIZE):
+        for body in frames.feed(chunk):
+            rows = decoder.decode(body)
+            if isinstance(rows, int):
+                if rows != received:
+                    raise EOFError(f"the reader sent {received} events, and counted {rows}")
+                return
+            yield _tables.records(rows)
+            received += len(rows)
     raise EOFError("the reader's stream ended before its count")
 
 
 def _fold(
     path: str, cache_size: int, flush: int, refold_limit: int, source: IO[bytes], out: IO[bytes]
 ) -> None:
-    """The folder: fold the reader's pages from ``source``, frames of rows to ``out``."""
+    """The folder: fold the pages of events from ``source``, frames of rows to ``out``."""
     conn = _connect(path)
     try:
-        conn.execute("BEGIN")  # specs and refolds read one snapshot, the reader's
+        conn.execute("BEGIN")  # specs and refolds read one snapshot, the parent's
         conn.execute("SELECT 1 FROM events LIMIT 1").fetchall()
         sink = _FrameSink(conn, out)
         out.write(MAGIC)
@@ -185,9 +216,7 @@ class _ReadAhead:
 
     def __init__(self, fd: int) -> None:
         self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(_READ_AHEAD)
-        self._current = memoryview(b"")
-        self._ended = False
-        self._error: BaseException | None = None
+        self._last: bytes | BaseException | None = None  # the end (b"") or the error, once met
         threading.Thread(target=self._run, args=(fd,), daemon=True).start()
 
     def _run(self, fd: int) -> None:
@@ -199,26 +228,15 @@ class _ReadAhead:
             self._chunks.put(exc)
 
     def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes: fewer only at the end of the file."""
-        parts: list[bytes] = []
-        wanted = size
-        while wanted and not self._ended:
-            if not self._current:
-                if self._error is not None:
-                    raise self._error
-                chunk = self._chunks.get()
-                if isinstance(chunk, BaseException):
-                    self._error = chunk
-                    raise chunk
-                if not chunk:
-                    self._ended = True
-                    break
-                self._current = memoryview(chunk)
-            part = self._current[:wanted]
-            self._current = self._current[len(part) :]
-            parts.append(bytes(part))
-            wanted -= len(part)
-        return b"".join(parts)
+        """The next chunk read (at most ``size`` bytes when ``size`` >= :data:`_PIPE_SIZE`, as
+        the folder asks); b"" at the end of the file."""
+        chunk = self._chunks.get() if self._last is None else self._last
+        if isinstance(chunk, BaseException):
+            self._last = chunk
+            raise chunk
+        if not chunk:
+            self._last = chunk
+        return chunk
 
 
 class _WriteBehind:
@@ -551,44 +569,27 @@ class _Receiver:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.buffer = bytearray()
-        self.started = False
+        self.frames = _Frames()
         self.decoder = msgspec.msgpack.Decoder()
         self.folded: int | None = None
-        self.head = b""  # the stream's first bytes, to quote when it is not a folder's
+
+    @property
+    def head(self) -> bytes:
+        """The stream's first bytes, to quote when it is not a folder's."""
+        return self.frames.head
 
     def feed(self, data: bytes) -> int | None:
-        """Apply every whole frame received so far; the folded count once the end frame came.
+        """Apply every whole frame received so far; the folded count once the end frame came
+        (frames after it are not read).
 
         Raises one of :data:`_GARBLED` for a stream that is not a folder's: no :data:`MAGIC`,
         a frame too long, a frame that does not decode or does not fit, rows the tables refuse.
         """
-        if len(self.head) < _HEAD:
-            self.head += data[: _HEAD - len(self.head)]
-        buffer = self.buffer
-        buffer += data
-        if not self.started:
-            if len(buffer) < len(MAGIC):
-                if not MAGIC.startswith(buffer):
-                    raise EOFError("the stream does not start as a rebuild stream")
-                return None
-            if buffer[: len(MAGIC)] != MAGIC:
-                raise EOFError("the stream does not start as a rebuild stream")
-            del buffer[: len(MAGIC)]
-            self.started = True
-        at, end = 0, len(buffer)
-        while self.folded is None and end - at >= _LENGTH.size:
-            (size,) = _LENGTH.unpack_from(buffer, at)
-            if size > _MAX_FRAME:
-                raise EOFError(f"a frame of {size} bytes: not a rebuild stream")
-            start = at + _LENGTH.size
-            if end - start < size:
-                break
-            with memoryview(buffer) as view, view[start : start + size] as body:
-                frame = self.decoder.decode(body)
-            self._apply(frame)
-            at = start + size
-        del buffer[:at]
+        if self.folded is None:
+            for body in self.frames.feed(data):
+                self._apply(self.decoder.decode(body))
+                if self.folded is not None:
+                    break
         return self.folded
 
     def _apply(self, frame: Any) -> None:

@@ -5,6 +5,7 @@ rowids and checkpoint as a rebuild in the process, and a fallback to that whenev
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import re
 import sqlite3
@@ -621,3 +622,41 @@ def test_the_rebuild_does_not_wait_for_a_finished_folder_to_exit(
     (reaper,) = [t for t in threading.enumerate() if t.name == "evenflow-rebuild-reap"]
     reaper.join(timeout=20)
     assert child.returncode is not None  # killed once the wait ran out, and reaped
+
+
+class _Pieces:
+    """A stream whose reads return the given pieces, one per read (as a pipe may)."""
+
+    def __init__(self, data: bytes, cuts: list[int]) -> None:
+        bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+        self.pieces = [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def read(self, size: int = -1) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+@SETTINGS
+@given(st.lists(st.integers(0, 10_000), max_size=12), st.integers(1, 4))
+def test_a_stream_read_in_any_pieces_reads_as_read_whole(cuts: list[int], pages: int) -> None:
+    rows = [
+        [i, "r", i, "step.ready", 1.0, bytes(events_encode(StepReady(step=f"s{i}")))]
+        for i in range(1, 3 * pages + 1)
+    ]
+    to_folder = M + b"".join(_frame(rows[i : i + 3]) for i in range(0, len(rows), 3))
+    to_folder += _frame(len(rows))
+    whole = [r.seq for page in _rebuild_child._pages(io.BytesIO(to_folder)) for r in page]
+    pieces = [r.seq for page in _rebuild_child._pages(_Pieces(to_folder, cuts)) for r in page]
+    assert pieces == whole == list(range(1, len(rows) + 1))
+
+    artifact = list(_tables.artifact_row(ref("a1"), 1, "r", "s", 1.5))
+    insert = _tables.WRITES.index(_tables.INSERT_ARTIFACT)
+    to_parent = M + _frame([0, insert, [artifact]]) + _frame([1, 7]) + _frame([2, 9])
+    to_parent += b"\xc1 anything after the end frame"
+    conn = _db()
+    install(conn, Projector())
+    conn.execute("BEGIN IMMEDIATE")
+    assert _rebuild_child._receive(conn, _Pieces(to_parent, cuts)) == 9  # type: ignore[arg-type]
+    assert conn.execute(f"SELECT {_tables.ARTIFACT_COLUMNS} FROM artifacts").fetchall() == [
+        tuple(artifact)
+    ]
+    conn.execute("ROLLBACK")
