@@ -361,8 +361,8 @@ class ArtifactStore:
                 cannot be imported; the message names the artifact, its id and its path.
         """
         inline = ref.uri.startswith(DATA_URI)
-        key = (ref.uri, ref.materializer, ref.type_name)
         if inline:
+            key = (ref.uri, ref.materializer, ref.type_name)
             value = self._inline_values.get(key, _MISSING)
             if value is not _MISSING:
                 return value

@@ -23,7 +23,7 @@ import anyio
 from events import AnyEvent, ArtifactRef, StepCached
 from projections import CacheEntry
 
-from ._cache_key import KeyTemplate, code_fingerprint
+from ._cache_key import KeyTemplate, code_fingerprint, inputs_from_refs
 from ._retry import Clock
 
 if TYPE_CHECKING:
@@ -126,17 +126,13 @@ class RunCache:
     def key(self, loop: RunLoop, node: _Node) -> str:
         inv = node.inv
         produced = loop.produced
-        hashes: dict[str, Any] = {}
-        ids: dict[str, Any] = {}
+        refs: dict[str, Any] = {}
         for name, ref in inv.inputs.items():
             if isinstance(ref, list):
-                refs = [produced[r.step][r.output] for r in ref]
-                hashes[name] = [r.content_hash for r in refs]
-                ids[name] = [r.id for r in refs]
+                refs[name] = [produced[r.step][r.output] for r in ref]
             else:
-                found = produced[ref.step][ref.output]
-                hashes[name] = found.content_hash
-                ids[name] = found.id
+                refs[name] = produced[ref.step][ref.output]
+        hashes, ids = inputs_from_refs(refs)
         template = self._template(loop, inv.step, self._policy(node))
         return template.key(inv.parameters, hashes, ids)
 
