@@ -41,7 +41,7 @@ import msgspec
 
 from events import Recorded
 
-from . import _tables
+from . import _memory, _tables
 from ._cache import Cache
 from ._detached import DetachedError, DetachedPass
 from ._pass import Sink
@@ -396,70 +396,10 @@ def _cache_size() -> int:
     and a refold from the log if it is needed again; a rebuild of 1,000,000 events (about
     250,000 steps) took 14% less time keeping every view than keeping 32,768. An eighth of
     the memory available now, at most :data:`_MAX_VIEWS` views, at least :data:`_MIN_VIEWS`."""
-    available = _available_memory()
+    available = _memory.available_memory()
     if available is None:
         return _MIN_VIEWS
     return max(_MIN_VIEWS, min(_MAX_VIEWS, available // 8 // _VIEW_BYTES))
-
-
-def _available_memory() -> int | None:
-    """Bytes of memory this process may still take without swapping: Linux's MemAvailable
-    (else the free memory), lowered to what the process's control group leaves (a container's
-    limit); None if unknown."""
-    found: int | None = None
-    try:
-        with open("/proc/meminfo", "rb") as f:
-            for line in f:
-                if line.startswith(b"MemAvailable:"):
-                    found = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    if found is None:
-        try:
-            found = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, AttributeError):
-            return None
-    try:
-        groups = Path("/proc/self/cgroup").read_text()
-    except OSError:
-        return found
-    room = _cgroup_room(groups, Path("/sys/fs/cgroup"))
-    return found if room is None else min(found, room)
-
-
-_NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
-
-
-def _cgroup_room(groups: str, root: Path) -> int | None:
-    """What the memory control group of a process whose ``/proc/self/cgroup`` reads ``groups``
-    leaves it (limit minus usage, under ``root``: ``/sys/fs/cgroup``), or None without a limit
-    (or when the files are not there)."""
-    for line in groups.splitlines():
-        number, controllers, path = [*line.split(":", 2), "", ""][:3]
-        if number == "0" and controllers == "":  # v2: one hierarchy
-            places = [
-                (root / path.lstrip("/"), "memory.max", "memory.current"),
-                (root, "memory.max", "memory.current"),
-            ]
-        elif "memory" in controllers.split(","):  # v1: the memory controller's hierarchy
-            base = root / "memory"
-            places = [
-                (base / path.lstrip("/"), "memory.limit_in_bytes", "memory.usage_in_bytes"),
-                (base, "memory.limit_in_bytes", "memory.usage_in_bytes"),
-            ]
-        else:
-            continue
-        for folder, limit_file, usage_file in places:
-            try:
-                limit = (folder / limit_file).read_text().strip()
-                usage = int((folder / usage_file).read_text().strip())
-            except (OSError, ValueError):
-                continue
-            if limit == "max" or not limit.isdigit() or int(limit) >= _NO_LIMIT:
-                return None
-            return max(0, int(limit) - usage)
-    return None
 
 
 def _pump(

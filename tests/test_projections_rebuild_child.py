@@ -37,7 +37,7 @@ from events import (
     StepSucceeded,
 )
 from events import encode as events_encode
-from projections import Projector, _projector, _rebuild_child, _tables
+from projections import Projector, _memory, _projector, _rebuild_child, _tables
 from projections._cache import Cache
 from projections._detached import DetachedError, DetachedPass
 from projections._pass import Sink
@@ -546,12 +546,12 @@ def test_a_host_that_dies_of_sigpipe_survives_a_folder_that_stops_reading(
 def test_the_folder_keeps_more_views_when_memory_allows(
     monkeypatch: pytest.MonkeyPatch, available: int | None, views: int
 ) -> None:
-    monkeypatch.setattr(_rebuild_child, "_available_memory", lambda: available)
+    monkeypatch.setattr(_memory, "available_memory", lambda: available)
     assert _rebuild_child._cache_size() == views
 
 
 def test_available_memory_is_read_from_the_system() -> None:
-    found = _rebuild_child._available_memory()
+    found = _memory.available_memory()
     assert found is None or found > 0
 
 
@@ -595,7 +595,7 @@ def _cgroup_files(root: Path, files: dict[str, str]) -> Path:
 def test_a_containers_memory_limit_bounds_the_folders_views(
     tmp_path: Path, groups: str, files: dict[str, str], room: int | None
 ) -> None:
-    assert _rebuild_child._cgroup_room(groups, _cgroup_files(tmp_path, files)) == room
+    assert _memory.cgroup_room(groups, _cgroup_files(tmp_path, files)) == room
 
 
 def test_the_rebuild_does_not_wait_for_a_finished_folder_to_exit(
