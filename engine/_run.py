@@ -175,6 +175,7 @@ class RunLoop:
         self._send: MemoryObjectSendStream[_Node]
         self._recv: MemoryObjectReceiveStream[_Node]
         self._send, self._recv = anyio.create_memory_object_stream[_Node](math.inf)
+        self._workers = 0  # started so far (see _launch)
         self._build()
 
     def _build(self) -> None:
@@ -363,6 +364,17 @@ class RunLoop:
         send = self._send
         for node in nodes:
             send.send_nowait(node)
+        if nodes:
+            # Workers start as they are needed: a node no idle worker took (an idle one takes
+            # it in send_nowait) gets a new one, up to max_concurrency. A run whose steps all
+            # come from the cache starts none, a chain one or two.
+            backlog = send.statistics().current_buffer_used
+            spawn = min(backlog, self.plan.max_concurrency - self._workers)
+            if spawn > 0:
+                assert self._tg is not None
+                self._workers += spawn
+                for _ in range(spawn):
+                    self._tg.start_soon(self._worker, self._recv.clone())
         if self._late_hooks and self._tg is not None:
             late, self._late_hooks = self._late_hooks, []
             for node, exc in late:
@@ -399,7 +411,9 @@ class RunLoop:
     async def _worker(self, recv: MemoryObjectReceiveStream[_Node]) -> None:
         """One of at most ``max_concurrency`` workers: runs launched steps one at a time.
 
-        A fixed pool instead of a task per step: spawning a task costs more than a no-op step.
+        A pool instead of a task per step: spawning a task costs more than a no-op step. The
+        pool grows as steps wait for a worker (see :meth:`_launch`) and stops when the run's
+        steps are all settled (the send side closes).
         """
         fail_fast = self.plan.execution_mode is ExecutionMode.FAIL_FAST
         async with recv:
@@ -831,10 +845,6 @@ class RunLoop:
             for node, due in self._restored_timers:
                 tg.start_soon(self._retry_at, node, due, name=f"retry {node.id}")
             self._restored_timers = []
-            workers = self.plan.max_concurrency if self.plan.dynamic else len(self.nodes)
-            for _ in range(min(self.plan.max_concurrency, workers)):
-                tg.start_soon(self._worker, self._recv.clone())
-            self._recv.close()
             self._launch(launch)
             if self.plan.dynamic:
                 tg.start_soon(self._run_body, name="pipeline body")

@@ -16,8 +16,10 @@ from ._chain import row_hash as row_hash
 from ._chain import verify_rows as verify_rows
 from ._codec import CODEC_VERSION as CODEC_VERSION
 from ._codec import decode as decode
+from ._codec import decode_joined as decode_joined
 from ._codec import decode_many as decode_many
 from ._codec import encode as encode
+from ._codec import join_payloads as join_payloads
 from ._errors import ConcurrencyError as ConcurrencyError
 from ._errors import EngineError as EngineError
 from ._errors import StoreBusyError as StoreBusyError

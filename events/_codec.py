@@ -84,22 +84,56 @@ def decode(payload: bytes) -> AnyEvent:
     return UnknownEvent(type=tag, data=data)
 
 
-def decode_many(payloads: Sequence[bytes]) -> list[AnyEvent]:
-    """:func:`decode` of each payload, in one call into msgspec when they are all known events.
+def join_payloads(payloads: Sequence[bytes]) -> bytes:
+    """``payloads`` as one buffer that :func:`decode_joined` decodes in one call: a msgpack
+    array header, then each payload as it is (a version byte is the msgpack of a small int)."""
+    return _ARRAY32.pack(0xDD, 2 * len(payloads)) + b"".join(payloads)
 
-    The payloads are decoded together as one msgpack array, and the result is used only if it
-    is exactly a version byte then an event for each payload; otherwise (an unknown tag, a
-    corrupted payload) each one is decoded alone, which raises or yields as :func:`decode` does.
+
+def decode_joined(joined: bytes | memoryview, lengths: Sequence[int]) -> list[AnyEvent]:
+    """:func:`decode` of each payload of ``joined`` (made by :func:`join_payloads`; ``lengths``
+    are the payloads' lengths), in one call into msgspec when they are all known events.
+
+    The result of that call is used only if it is exactly a version byte then an event for each
+    payload; otherwise (an unknown tag, a corrupted payload) each payload is cut out by its
+    length and decoded alone, which raises or yields as :func:`decode` does.
+
+    Raises:
+        StoreCorruptedError: ``joined`` is not a header and payloads of these lengths.
     """
-    n = len(payloads)
-    if n < 2:
-        return [decode(payload) for payload in payloads]
+    n = len(lengths)
+    if len(joined) != _ARRAY32.size + sum(lengths):
+        raise StoreCorruptedError(
+            f"{len(joined)} bytes of joined payloads, not a header and {n} payloads"
+        )
+    events = _decode_all(joined, n)
+    if events is not None:
+        return events
+    view, at, out = memoryview(joined), _ARRAY32.size, []
+    for length in lengths:
+        out.append(decode(bytes(view[at : at + length])))
+        at += length
+    return out
+
+
+def _decode_all(joined: bytes | memoryview, n: int) -> list[AnyEvent] | None:
+    """The ``n`` events of joined payloads, or None unless they are all known and whole."""
     try:
-        items = _many_decoder.decode(_ARRAY32.pack(0xDD, 2 * n) + b"".join(payloads))
+        items = _many_decoder.decode(joined)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-        items = None
-    if items is not None and len(items) == 2 * n:
-        versions, events = items[0::2], items[1::2]
-        if versions.count(CODEC_VERSION) == n and not any(type(e) is int for e in events):
-            return events  # type: ignore[return-value]  # no int among them, checked above
-    return [decode(payload) for payload in payloads]
+        return None
+    if len(items) != 2 * n:
+        return None
+    versions, events = items[0::2], items[1::2]
+    if versions.count(CODEC_VERSION) != n or any(type(e) is int for e in events):
+        return None
+    return events  # type: ignore[return-value]  # no int among them, checked above
+
+
+def decode_many(payloads: Sequence[bytes]) -> list[AnyEvent]:
+    """:func:`decode` of each payload, in one call into msgspec when they are all known events
+    (as :func:`decode_joined` does)."""
+    if len(payloads) < 2:
+        return [decode(payload) for payload in payloads]
+    events = _decode_all(join_payloads(payloads), len(payloads))
+    return [decode(payload) for payload in payloads] if events is None else events

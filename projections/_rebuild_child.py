@@ -12,8 +12,10 @@ log, through its own read-only connection), so its rows, and the order they come
 ones a fold in this process would write: the same pass code makes them.
 
 Both streams are :data:`MAGIC`, then frames: a 4-byte big-endian length, then msgpack. This
-process sends pages of event rows (``[seq, stream, version, type, recorded_at, payload]``),
-then their count. The folder sends ``[0, write_index, rows]`` (rows for
+process sends pages of event rows by column (``[seqs, streams, versions, types, recorded_ats,
+payload_lengths, payloads]``, the payloads joined as ``events.join_payloads`` joins them, so
+the folder decodes a page's events in one call without a bytes object per payload), then their
+count. The folder sends ``[0, write_index, rows]`` (rows for
 ``_tables.WRITES[write_index]``), ``[1, seq]`` (the checkpoint) and, last, ``[2, folded]``. A
 stream that ends before its last frame or is not what a folder writes, or a folder that exits
 non-zero, is a failure: the folder is stopped, this process undoes what it wrote and folds by
@@ -39,7 +41,7 @@ from typing import IO, Any
 
 import msgspec
 
-from events import Recorded
+from events import Recorded, decode_joined, join_payloads
 
 from . import _memory, _tables
 from ._cache import Cache
@@ -47,7 +49,7 @@ from ._detached import DetachedError, DetachedPass
 from ._pass import Sink
 
 _LENGTH = struct.Struct(">I")
-MAGIC = b"evenflow rebuild stream 1\n"
+MAGIC = b"evenflow rebuild stream 2\n"
 """What every stream between the processes starts with."""
 _MAX_FRAME = 1 << 30
 _WRITE, _CHECKPOINT, _END = 0, 1, 2
@@ -160,37 +162,51 @@ def _log_stream(conn: sqlite3.Connection, sent: _Sent) -> Iterator[bytes]:
     yield MAGIC
     count = 0
     while rows := cursor.fetchmany(_PAGE):
-        yield _frame(encoder.encode(rows))
+        yield _frame(encoder.encode(_page(rows)))
         count += len(rows)
     sent.count = count
     yield _frame(encoder.encode(count))
 
 
-_Row = tuple[int, str, int, str, float, bytes]
+def _page(rows: list[Any]) -> tuple[Any, ...]:
+    """A page of event rows (:data:`_tables.EVENT_COLUMNS`) as the folder reads it: by column,
+    the payloads' lengths, and the payloads joined."""
+    seqs, streams, versions, types, ats, payloads = zip(*rows, strict=True)
+    lengths = list(map(len, payloads))
+    return (seqs, streams, versions, types, ats, lengths, join_payloads(payloads))
+
+
+_Page = tuple[list[int], list[str], list[int], list[str], list[float], list[int], bytes]
 
 
 def _pages(source: IO[bytes]) -> Iterator[list[Recorded]]:
     """The pages of events the parent sends, decoded; raises :class:`EOFError` unless
     ``source`` ends with the parent's count of them, and it is the count received."""
-    decoder: msgspec.msgpack.Decoder[list[_Row] | int] = msgspec.msgpack.Decoder(list[_Row] | int)
+    decoder: msgspec.msgpack.Decoder[_Page | int] = msgspec.msgpack.Decoder(_Page | int)
     frames = _Frames()
     received = 0
     while chunk := source.read(_PIPE_SIZE):
         for body in frames.feed(chunk):
-            rows = decoder.decode(body)
-            if isinstance(rows, int):
-                if rows != received:
-                    raise EOFError(f"the reader sent {received} events, and counted {rows}")
+            page = decoder.decode(body)
+            if isinstance(page, int):
+                if page != received:
+                    raise EOFError(f"the reader sent {received} events, and counted {page}")
                 return
-            yield _tables.records(rows)
-            received += len(rows)
+            seqs, streams, versions, types, ats, lengths, joined = page
+            n = len(lengths)
+            if not len(seqs) == len(streams) == len(versions) == len(types) == len(ats) == n:
+                raise ValueError("a page of events whose columns differ in length")
+            events = decode_joined(joined, lengths)
+            yield list(map(Recorded, seqs, streams, versions, types, ats, events))
+            received += n
     raise EOFError("the reader's stream ended before its count")
 
 
 def _fold(
     path: str, cache_size: int, flush: int, refold_limit: int, source: IO[bytes], out: IO[bytes]
-) -> None:
-    """The folder: fold the pages of events from ``source``, frames of rows to ``out``."""
+) -> DetachedPass:
+    """The folder: fold the pages of events from ``source``, frames of rows to ``out``. Returns
+    the pass, views and all, for the caller to exit without freeing them one by one."""
     conn = _connect(path)
     try:
         conn.execute("BEGIN")  # specs and refolds read one snapshot, the parent's
@@ -205,6 +221,7 @@ def _fold(
         p.flush()
         sink.send((_END, p.folded))
         out.flush()
+        return p
     finally:
         conn.close()
 
@@ -286,13 +303,14 @@ def main() -> int:
             print(f"unknown command {command!r}", file=sys.stderr)
             return 2
         source: Any = _ReadAhead(sys.stdin.buffer.fileno())
-        _fold(path, int(cache_size), int(flush), int(refold_limit), source, out)
+        _views = _fold(path, int(cache_size), int(flush), int(refold_limit), source, out)
     except DetachedError as exc:
         print(f"cannot fold detached: {exc}", file=sys.stderr)
         return 3
     except BrokenPipeError:
         return 4  # the parent stopped reading (it failed, or was interrupted)
-    # Everything is sent and flushed: skip freeing the fold's millions of objects one by one.
+    # Everything is sent and flushed: skip freeing the fold's millions of objects one by one
+    # (``_views`` holds them until then).
     os._exit(0)
 
 

@@ -31,6 +31,8 @@ EXPORTED = {
     "encode",
     "decode",
     "decode_many",
+    "decode_joined",
+    "join_payloads",
     "CODEC_VERSION",
     "row_hash",
     "verify_rows",

@@ -235,3 +235,36 @@ def test_decoding_many_payloads_is_decoding_each(payloads: list[bytes]) -> None:
 @given(st.lists(ANY_EVENT, min_size=2, max_size=20))
 def test_known_events_decode_together(evs: list[events.Event]) -> None:
     assert events.decode_many([encode(e) for e in evs]) == evs
+
+
+def _decode_joined(payloads: list[bytes]) -> list[Any] | type[StoreCorruptedError]:
+    try:
+        return events.decode_joined(events.join_payloads(payloads), [len(p) for p in payloads])
+    except StoreCorruptedError:
+        return StoreCorruptedError
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            ANY_EVENT.map(encode),
+            UNKNOWN_EVENT.map(encode),
+            st.binary(max_size=24),
+            ANY_EVENT.map(lambda e: encode(e)[:-1]),
+            st.sampled_from([bytes([CODEC_VERSION, 1]), bytes([CODEC_VERSION]), b"\x01\x01\x01"]),
+        ),
+        max_size=12,
+    )
+)
+def test_decoding_joined_payloads_is_decoding_each(payloads: list[bytes]) -> None:
+    """Payloads joined in one buffer (as a rebuild sends them to its folder) decode as each
+    payload alone does, whatever they hold: the same events, or StoreCorruptedError."""
+    assert _decode_joined(payloads) == _decode_each(payloads)
+
+
+@pytest.mark.parametrize("lengths", [[], [1], [3, 3]])
+def test_joined_payloads_of_other_lengths_are_refused(lengths: list[int]) -> None:
+    joined = events.join_payloads([encode(events.StepReady(step=s)) for s in "ab"])
+    with pytest.raises(StoreCorruptedError, match="not a header and"):
+        events.decode_joined(joined, lengths)

@@ -35,6 +35,7 @@ from events import (
     StepSpec,
     StepStarted,
     StepSucceeded,
+    join_payloads,
 )
 from events import encode as events_encode
 from projections import Projector, _memory, _projector, _rebuild_child, _tables
@@ -351,13 +352,20 @@ def test_the_hot_step_events_of_a_big_run_fold_without_refolds(conn: sqlite3.Con
 
 def test_the_folder_takes_only_a_reader_stream_that_ends_with_its_count() -> None:
     row = [1, "r", 1, "step.ready", 1.0, bytes(events_encode(StepReady(step="s")))]
-    page = M + _frame([row])
+    page = M + _frame(_rebuild_child._page([row]))
     (got,) = list(_rebuild_child._pages(io.BytesIO(page + _frame(1))))
     assert [(r.seq, r.event) for r in got] == [(1, StepReady(step="s"))]
     with pytest.raises(EOFError, match="ended before its count"):
         list(_rebuild_child._pages(io.BytesIO(page)))  # the reader died after a page
     with pytest.raises(EOFError, match="sent 1 events, and counted 2"):
         list(_rebuild_child._pages(io.BytesIO(page + _frame(2))))
+
+
+def test_the_folder_refuses_a_page_whose_columns_differ_in_length() -> None:
+    payload = bytes(events_encode(StepReady(step="s")))
+    columns = [[1, 2], ["r"], [1], ["step.ready"], [1.0], [len(payload)], join_payloads([payload])]
+    with pytest.raises(ValueError, match="columns differ in length"):
+        list(_rebuild_child._pages(io.BytesIO(M + _frame(columns) + _frame(1))))
 
 
 def test_a_run_wider_than_the_cache_is_refolded_once_not_once_per_step(
@@ -436,7 +444,7 @@ def test_a_folder_that_sends_garbage_is_stopped_and_the_process_rebuilds(
     # hangs: the rebuild must not wait for it.
     fake = tmp_path / "python-fake"
     fake.write_text(
-        "#!/bin/sh\nprintf 'evenflow rebuild stream 1\\n\\000\\000\\000\\003\\301\\301\\301'\n"
+        "#!/bin/sh\nprintf 'evenflow rebuild stream 2\\n\\000\\000\\000\\003\\301\\301\\301'\n"
         "exec sleep 60\n"
     )
     fake.chmod(0o755)
@@ -468,7 +476,7 @@ def test_a_folder_that_ends_before_it_got_the_log_is_a_failure(
     before = _incremental(conn, log)
     # MAGIC, then the end frame [2, 0]: "folded 0 events", and a hang.
     end = (
-        "printf 'evenflow rebuild stream 1\\n\\000\\000\\000\\003\\222\\002\\000'\nexec sleep 60\n"
+        "printf 'evenflow rebuild stream 2\\n\\000\\000\\000\\003\\222\\002\\000'\nexec sleep 60\n"
     )
     monkeypatch.setattr(_projector, "CHILD_MIN_EVENTS", 1)
     monkeypatch.setattr(sys, "executable", _fake_folder(tmp_path, end))
@@ -642,7 +650,8 @@ def test_a_stream_read_in_any_pieces_reads_as_read_whole(cuts: list[int], pages:
         [i, "r", i, "step.ready", 1.0, bytes(events_encode(StepReady(step=f"s{i}")))]
         for i in range(1, 3 * pages + 1)
     ]
-    to_folder = M + b"".join(_frame(rows[i : i + 3]) for i in range(0, len(rows), 3))
+    pages_of_3 = (_rebuild_child._page(rows[i : i + 3]) for i in range(0, len(rows), 3))
+    to_folder = M + b"".join(_frame(page) for page in pages_of_3)
     to_folder += _frame(len(rows))
     whole = [r.seq for page in _rebuild_child._pages(io.BytesIO(to_folder)) for r in page]
     pieces = [r.seq for page in _rebuild_child._pages(_Pieces(to_folder, cuts)) for r in page]
