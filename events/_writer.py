@@ -16,6 +16,7 @@ Invariants this module keeps, and the store relies on:
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 import time
@@ -24,8 +25,6 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import Protocol, TypeVar
-
-import anyio
 
 from ._chain import GENESIS, chain_stream_rows
 from ._errors import ConcurrencyError, StoreBusyError, StoreError
@@ -45,12 +44,17 @@ _VERSION_CACHE_MAX = 65_536  # streams; past this the cache starts over
 
 @dataclass(slots=True, eq=False)
 class Request:
-    """One ``append`` call: filled in by the writer, then ``done`` is set."""
+    """One ``append`` call: filled in by the writer, then ``done`` is set.
+
+    ``done`` is an :class:`asyncio.Event`, not an ``anyio.Event``: every append makes one, and
+    anyio's looks its backend up on each creation, which cost W2 several microseconds per step.
+    The store runs on asyncio only (aiosqlite), and sets it on the loop's thread only.
+    """
 
     stream: str
     items: list[tuple[AnyEvent, bytes, str]]  # (event, payload, tag)
     expected_version: int | None
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
     seqs: list[int] = field(default_factory=list)
     error: BaseException | None = None
 
