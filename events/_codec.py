@@ -27,6 +27,9 @@ _many_decoder: msgspec.msgpack.Decoder[list[int | Event]] = msgspec.msgpack.Deco
     list[int | Event]
 )
 _ARRAY32 = struct.Struct(">BI")
+# The same concatenation read as raw spans, one per item, to check where each item ends.
+_spans: msgspec.msgpack.Decoder[list[msgspec.Raw]] = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_VERSION_SPAN = msgspec.Raw(_PREFIX)
 
 
 def encode(event: AnyEvent) -> bytes:
@@ -94,19 +97,20 @@ def decode_joined(joined: bytes | memoryview, lengths: Sequence[int]) -> list[An
     """:func:`decode` of each payload of ``joined`` (made by :func:`join_payloads`; ``lengths``
     are the payloads' lengths), in one call into msgspec when they are all known events.
 
-    The result of that call is used only if it is exactly a version byte then an event for each
-    payload; otherwise (an unknown tag, a corrupted payload) each payload is cut out by its
-    length and decoded alone, which raises or yields as :func:`decode` does.
+    The result is always what decoding each payload alone gives (see :func:`_decode_all`): if
+    the one call does not apply, each payload is cut out by its length and decoded alone, which
+    raises or yields as :func:`decode` does.
 
     Raises:
-        StoreCorruptedError: ``joined`` is not a header and payloads of these lengths.
+        StoreCorruptedError: ``joined`` is not a header and payloads of these lengths, or a
+            payload does not decode.
     """
     n = len(lengths)
     if len(joined) != _ARRAY32.size + sum(lengths):
         raise StoreCorruptedError(
             f"{len(joined)} bytes of joined payloads, not a header and {n} payloads"
         )
-    events = _decode_all(joined, n)
+    events = _decode_all(joined, lengths) if n > 1 else None
     if events is not None:
         return events
     view, at, out = memoryview(joined), _ARRAY32.size, []
@@ -116,24 +120,37 @@ def decode_joined(joined: bytes | memoryview, lengths: Sequence[int]) -> list[An
     return out
 
 
-def _decode_all(joined: bytes | memoryview, n: int) -> list[AnyEvent] | None:
-    """The ``n`` events of joined payloads, or None unless they are all known and whole."""
+def _decode_all(joined: bytes | memoryview, lengths: Sequence[int]) -> list[AnyEvent] | None:
+    """The events of joined payloads decoded in one call, or None unless that gives exactly
+    what decoding each payload alone would.
+
+    It does when every payload is exactly one version byte then one known event: a first,
+    cheap pass reads the items as raw spans (no objects built) and checks that each payload of
+    ``lengths`` is the byte ``CODEC_VERSION`` then one whole item, so that no item crosses from
+    one payload into the next and no version is spelled as a longer int.
+    """
+    n = len(lengths)
     try:
+        spans = _spans.decode(joined)
+        if (
+            len(spans) != 2 * n
+            or spans[0::2].count(_VERSION_SPAN) != n
+            or [len(span) + 1 for span in spans[1::2]] != list(lengths)
+        ):
+            return None
         items = _many_decoder.decode(joined)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
         return None
-    if len(items) != 2 * n:
-        return None
-    versions, events = items[0::2], items[1::2]
-    if versions.count(CODEC_VERSION) != n or any(type(e) is int for e in events):
-        return None
+    events = items[1::2]
+    if any(type(e) is int for e in events):
+        return None  # an event spelled as a bare int: decode() names the problem
     return events  # type: ignore[return-value]  # no int among them, checked above
 
 
 def decode_many(payloads: Sequence[bytes]) -> list[AnyEvent]:
     """:func:`decode` of each payload, in one call into msgspec when they are all known events
-    (as :func:`decode_joined` does)."""
+    (as :func:`decode_joined` does): the result is what decoding each gives."""
     if len(payloads) < 2:
         return [decode(payload) for payload in payloads]
-    events = _decode_all(join_payloads(payloads), len(payloads))
+    events = _decode_all(join_payloads(payloads), [len(payload) for payload in payloads])
     return [decode(payload) for payload in payloads] if events is None else events

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import types
 import typing
 from typing import Any
@@ -261,6 +262,27 @@ def test_decoding_joined_payloads_is_decoding_each(payloads: list[bytes]) -> Non
     """Payloads joined in one buffer (as a rebuild sends them to its folder) decode as each
     payload alone does, whatever they hold: the same events, or StoreCorruptedError."""
     assert _decode_joined(payloads) == _decode_each(payloads)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(ANY_EVENT, min_size=1, max_size=6),
+    st.lists(st.integers(0, 10_000), max_size=8),
+    st.booleans(),
+)
+def test_payloads_cut_anywhere_decode_together_as_each(
+    evs: list[events.Event], cuts: list[int], long_version: bool
+) -> None:
+    """Valid payloads glued together and cut at arbitrary places (so an item may cross from
+    one payload into the next), or with a version spelled as a longer msgpack int: decoding
+    them together, joined or many, still gives what decoding each gives."""
+    whole = b"".join(encode(e) for e in evs)
+    if long_version:
+        whole = b"\xcc" + whole  # uint8 1: the same int, not the version byte
+    bounds = sorted({0, len(whole), *(c % (len(whole) + 1) for c in cuts)})
+    payloads = [whole[a:b] for a, b in itertools.pairwise(bounds)]
+    assert _decode_joined(payloads) == _decode_each(payloads)
+    assert _decode_many(payloads) == _decode_each(payloads)
 
 
 @pytest.mark.parametrize("lengths", [[], [1], [3, 3]])
