@@ -14,11 +14,10 @@ processes do not wait for each other; they may both compute K (documented).
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from events import AnyEvent, ArtifactRef, StepCached
 from projections import CacheEntry
@@ -46,14 +45,14 @@ class Wait:
     """Another run in this process is computing the same key right now."""
 
     key: str
-    done: anyio.Event
+    done: asyncio.Event
 
 
 class _Shared:
     """Keys being computed, and entries recorded, by the runs of this process."""
 
     def __init__(self) -> None:
-        self.inflight: dict[tuple[str, str], anyio.Event] = {}
+        self.inflight: dict[tuple[str, str], asyncio.Event] = {}
         self.recent: OrderedDict[tuple[str, str], CacheEntry] = OrderedDict()
 
     def remember(self, db: str, entry: CacheEntry) -> None:
@@ -165,7 +164,9 @@ class RunCache:
         flight = SHARED.inflight.get((self.db, key))
         if flight is not None:  # another run, or another step of this run, computes it
             return Wait(key, flight)
-        SHARED.inflight[(self.db, key)] = anyio.Event()
+        # An asyncio.Event, not anyio's (which looks its backend up on every creation): one is
+        # made per step that misses the cache, and the engine runs on asyncio only.
+        SHARED.inflight[(self.db, key)] = asyncio.Event()
         self.owned.add(key)
         node.cache_key = key
         return None

@@ -364,12 +364,12 @@ class RunLoop:
         send = self._send
         for node in nodes:
             send.send_nowait(node)
-        if nodes:
+        room = self.plan.max_concurrency - self._workers
+        if nodes and room > 0:
             # Workers start as they are needed: a node no idle worker took (an idle one takes
             # it in send_nowait) gets a new one, up to max_concurrency. A run whose steps all
             # come from the cache starts none, a chain one or two.
-            backlog = send.statistics().current_buffer_used
-            spawn = min(backlog, self.plan.max_concurrency - self._workers)
+            spawn = min(send.statistics().current_buffer_used, room)
             if spawn > 0:
                 assert self._tg is not None
                 self._workers += spawn
