@@ -15,6 +15,8 @@ processes do not wait for each other; they may both compute K (documented).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,19 +42,66 @@ class Hit:
     outputs: dict[str, ArtifactRef]
 
 
+class Flight:
+    """A cache key a run of this process is computing. Runs wait for it on their own event
+    loops, which may be other threads' (a pipeline called from several threads at once): an
+    asyncio or anyio event belongs to one loop, and a second loop waiting on it fails.
+
+    Cheaper to make than an ``anyio.Event`` (one is made per step that misses the cache).
+    """
+
+    __slots__ = ("_done", "_lock", "_waiters")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def set(self) -> None:
+        """Mark it computed (or abandoned) and wake every waiter, on its own loop."""
+        with self._lock:
+            self._done = True
+            waiters, self._waiters = self._waiters, []
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for loop, future in waiters:
+            if loop is here:
+                _wake(future)
+            else:
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_wake, future)
+
+    async def wait(self) -> None:
+        """Return once :meth:`set` was called (at once if it was already)."""
+        with self._lock:
+            if self._done:
+                return
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, future))
+        await future
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():  # not cancelled meanwhile
+        future.set_result(None)
+
+
 @dataclass(slots=True)
 class Wait:
     """Another run in this process is computing the same key right now."""
 
     key: str
-    done: asyncio.Event
+    done: Flight
 
 
 class _Shared:
-    """Keys being computed, and entries recorded, by the runs of this process."""
+    """Keys being computed, and entries recorded, by the runs of this process (on any thread)."""
 
     def __init__(self) -> None:
-        self.inflight: dict[tuple[str, str], asyncio.Event] = {}
+        self.inflight: dict[tuple[str, str], Flight] = {}
         self.recent: OrderedDict[tuple[str, str], CacheEntry] = OrderedDict()
 
     def remember(self, db: str, entry: CacheEntry) -> None:
@@ -98,7 +147,7 @@ class RunCache:
         self.run_enable = run_enable
         self.pipeline_enable = pipeline_enable
         self.policy = policy
-        self.owned: set[str] = set()
+        self.owned: dict[str, Flight] = {}  # keys this run computes, and their flights
         self._templates: dict[int, tuple[Any, Any, KeyTemplate]] = {}
 
     def _policy(self, node: _Node) -> Any:
@@ -161,13 +210,12 @@ class RunCache:
                 ),
                 dict(entry.outputs),
             )
-        flight = SHARED.inflight.get((self.db, key))
-        if flight is not None:  # another run, or another step of this run, computes it
+        mine = Flight()
+        # setdefault: one atomic step, so that runs on two threads never both own the key.
+        flight = SHARED.inflight.setdefault((self.db, key), mine)
+        if flight is not mine:  # another run, or another step of this run, computes it
             return Wait(key, flight)
-        # An asyncio.Event, not anyio's (which looks its backend up on every creation): one is
-        # made per step that misses the cache, and the engine runs on asyncio only.
-        SHARED.inflight[(self.db, key)] = asyncio.Event()
-        self.owned.add(key)
+        self.owned[key] = mine
         node.cache_key = key
         return None
 
@@ -180,11 +228,11 @@ class RunCache:
 
     def release(self, key: str) -> None:
         """Stop owning ``key`` (computed, failed or cancelled): wake the runs waiting for it."""
-        if key in self.owned:
-            self.owned.discard(key)
-            flight = SHARED.inflight.pop((self.db, key), None)
-            if flight is not None:
-                flight.set()
+        flight = self.owned.pop(key, None)
+        if flight is not None:
+            if SHARED.inflight.get((self.db, key)) is flight:
+                SHARED.inflight.pop((self.db, key), None)
+            flight.set()
 
     def release_all(self) -> None:
         for key in list(self.owned):

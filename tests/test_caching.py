@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from engine import (
     pipeline,
     step,
 )
+from engine._caching import Flight
 from engine._retry import FakeClock
 from engine.errors import InvalidParameterError
 from tests.pipelines import cached
@@ -702,6 +705,76 @@ async def test_single_flight_waiter_is_woken_when_the_owner_run_needs_the_key_tw
                 gates["release"].set()
     assert runs["once"].steps["only"].status is ExecutionStatus.CACHED
     assert cached.EXECUTIONS["held"] == 1
+
+
+def test_runs_on_several_threads_compute_a_key_once() -> None:
+    """A pipeline called from four threads at once (each runs its own event loop): one thread
+    computes the step, the others wait for it on their own loops and reuse its output. Before,
+    the second loop to wait failed ("bound to a different event loop")."""
+    start = threading.Barrier(4)
+    runs: list[Any] = []
+    errors: list[BaseException] = []
+
+    def go() -> None:
+        start.wait()
+        try:
+            runs.append(shared_work())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(runs) == 4
+    assert cached.EXECUTIONS["expensive"] == 1
+    statuses = sorted(r.steps["expensive"].status.value for r in runs)
+    assert statuses == ["cached", "cached", "cached", "completed"]
+    assert [r.steps["plus_one"].output.load() for r in runs] == [6] * 4
+
+
+def test_a_flight_wakes_waiters_on_other_threads_loops_and_later_ones_at_once() -> None:
+    flight = Flight()
+    waiting = threading.Barrier(3)
+    woken: list[float] = []
+
+    def waiter() -> None:
+        async def main() -> None:
+            task = asyncio.ensure_future(flight.wait())
+            await asyncio.sleep(0)  # registered as a waiter
+            waiting.wait()
+            await asyncio.wait_for(task, 5)
+            woken.append(time.monotonic())
+
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=waiter) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    waiting.wait()
+    flight.set()  # from a thread with no loop at all
+    for thread in threads:
+        thread.join(10)
+    assert len(woken) == 2
+    asyncio.run(asyncio.wait_for(flight.wait(), 1))  # already set: returns at once
+
+
+def test_a_cancelled_waiter_does_not_stop_a_flight_waking_the_others() -> None:
+    flight = Flight()
+
+    async def main() -> bool:
+        cancelled = asyncio.ensure_future(flight.wait())
+        kept = asyncio.ensure_future(flight.wait())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        flight.set()
+        await asyncio.wait_for(kept, 1)
+        return cancelled.cancelled()
+
+    assert asyncio.run(main())
 
 
 # -- keys that cannot be computed -----------------------------------------------------------------
