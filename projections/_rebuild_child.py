@@ -57,7 +57,6 @@ _PAGE = 1000  # events per frame to the folder
 _F_SETPIPE_SZ = 1031  # fcntl: a pipe's capacity (Linux)
 _PIPE_SIZE = 1 << 20
 _HEAD = 64  # bytes of a garbled stream quoted in the error
-_MMAP_BYTES = 1 << 30  # how much of the database the log's reader maps (SQLite caps it)
 _EXIT_WAIT_S = 60.0  # how long a folder that sent its end frame may take to exit
 _READ_AHEAD = 64  # chunks of the log the folder reads ahead (each up to 1 MiB)
 _WRITE_BEHIND = 8  # frames of rows the folder has yet to write (a flush makes about four)
@@ -352,10 +351,6 @@ def fold_in_child(conn: sqlite3.Connection, path: str, log_size: int) -> int:
         try:
             try:
                 log = _connect(path)
-                # Read through a memory map: no read() call and copy per page (measured: the
-                # read of W8's 1,000,000 events took 0.1-0.2 s less CPU). The file cannot
-                # shrink meanwhile: this process holds the write lock.
-                log.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
             except sqlite3.Error as exc:
                 raise ChildFailed(f"cannot read the log to send it: {exc}") from exc
             try:
