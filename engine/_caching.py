@@ -62,6 +62,8 @@ class Flight:
         with self._lock:
             self._done = True
             waiters, self._waiters = self._waiters, []
+        if not waiters:
+            return  # the common case: nobody waited
         try:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
