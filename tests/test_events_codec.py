@@ -213,31 +213,6 @@ def _decode_many(payloads: list[bytes]) -> list[Any] | type[StoreCorruptedError]
         return StoreCorruptedError
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.one_of(
-            ANY_EVENT.map(encode),
-            UNKNOWN_EVENT.map(encode),
-            st.binary(max_size=24),  # mostly not a payload
-            ANY_EVENT.map(lambda e: encode(e)[:-1]),  # cut short: swallows its successor
-            st.sampled_from([bytes([CODEC_VERSION, 1]), bytes([CODEC_VERSION]), b"\x01\x01\x01"]),
-        ),
-        max_size=12,
-    )
-)
-def test_decoding_many_payloads_is_decoding_each(payloads: list[bytes]) -> None:
-    """Whatever the payloads (events, unknown tags, garbage, payloads that are a bare version
-    byte or an int, or that would read into the next one), decoding them together gives what
-    decoding each gives: the same events, or StoreCorruptedError."""
-    assert _decode_many(payloads) == _decode_each(payloads)
-
-
-@given(st.lists(ANY_EVENT, min_size=2, max_size=20))
-def test_known_events_decode_together(evs: list[events.Event]) -> None:
-    assert events.decode_many([encode(e) for e in evs]) == evs
-
-
 def _decode_joined(payloads: list[bytes]) -> list[Any] | type[StoreCorruptedError]:
     try:
         return events.decode_joined(events.join_payloads(payloads), [len(p) for p in payloads])
@@ -245,23 +220,32 @@ def _decode_joined(payloads: list[bytes]) -> list[Any] | type[StoreCorruptedErro
         return StoreCorruptedError
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.one_of(
-            ANY_EVENT.map(encode),
-            UNKNOWN_EVENT.map(encode),
-            st.binary(max_size=24),
-            ANY_EVENT.map(lambda e: encode(e)[:-1]),
-            st.sampled_from([bytes([CODEC_VERSION, 1]), bytes([CODEC_VERSION]), b"\x01\x01\x01"]),
-        ),
-        max_size=12,
-    )
+PAYLOADS = st.lists(
+    st.one_of(
+        ANY_EVENT.map(encode),
+        UNKNOWN_EVENT.map(encode),
+        st.binary(max_size=24),  # mostly not a payload
+        ANY_EVENT.map(lambda e: encode(e)[:-1]),  # cut short: swallows its successor
+        st.sampled_from([bytes([CODEC_VERSION, 1]), bytes([CODEC_VERSION]), b"\x01\x01\x01"]),
+    ),
+    max_size=12,
 )
-def test_decoding_joined_payloads_is_decoding_each(payloads: list[bytes]) -> None:
-    """Payloads joined in one buffer (as a rebuild sends them to its folder) decode as each
-    payload alone does, whatever they hold: the same events, or StoreCorruptedError."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(PAYLOADS)
+def test_decoding_payloads_together_is_decoding_each(payloads: list[bytes]) -> None:
+    """Whatever the payloads (events, unknown tags, garbage, payloads that are a bare version
+    byte or an int, or that would read into the next one), decoding them together, as a list
+    or joined in one buffer (as a rebuild sends them to its folder), gives what decoding each
+    gives: the same events, or StoreCorruptedError."""
+    assert _decode_many(payloads) == _decode_each(payloads)
     assert _decode_joined(payloads) == _decode_each(payloads)
+
+
+@given(st.lists(ANY_EVENT, min_size=2, max_size=20))
+def test_known_events_decode_together(evs: list[events.Event]) -> None:
+    assert events.decode_many([encode(e) for e in evs]) == evs
 
 
 @settings(max_examples=300, deadline=None)
