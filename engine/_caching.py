@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from events import AnyEvent, ArtifactRef, StepCached
 from projections import CacheEntry
 
-from ._cache_key import KeyTemplate, code_fingerprint, inputs_from_refs
+from ._cache_key import KeyTemplate, code_fingerprint, inputs_from_refs, is_expired
 from ._retry import Clock
 
 if TYPE_CHECKING:
@@ -187,8 +187,6 @@ class RunCache:
         return template.key(inv.parameters, hashes, ids)
 
     def _usable(self, entry: CacheEntry, node: _Node) -> bool:
-        from ._cache_key import is_expired
-
         if is_expired(entry.created_at, self.clock.now(), self._policy(node)):
             return False
         return all(self.artifacts.exists(ref) for ref in entry.outputs.values())

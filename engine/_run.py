@@ -179,14 +179,17 @@ class RunLoop:
         self._build()
 
     def _build(self) -> None:
+        nodes, edges = self.nodes, []
         for inv in self.plan.invocations.values():
-            node = _Node(inv, len(inv.upstream()))
+            ups = inv.upstream()  # once per step: it builds a set
+            node = _Node(inv, len(ups))
             node.retry = _retry.effective_retry(inv.step.options.retry, self.plan.retry)
-            self.nodes[inv.id] = node
-        for node in self.nodes.values():
-            for up in node.inv.upstream():
-                self.nodes[up].dependents.append(node)
-        self.unfinished = len(self.nodes)
+            nodes[inv.id] = node
+            edges.append((node, ups))
+        for node, ups in edges:
+            for up in ups:
+                nodes[up].dependents.append(node)
+        self.unfinished = len(nodes)
 
     # -- decisions (synchronous; they change state and return the events that record it) ---
 
