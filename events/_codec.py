@@ -149,8 +149,5 @@ def _decode_all(joined: bytes | memoryview, lengths: Sequence[int]) -> list[AnyE
 
 def decode_many(payloads: Sequence[bytes]) -> list[AnyEvent]:
     """:func:`decode` of each payload, in one call into msgspec when they are all known events
-    (as :func:`decode_joined` does): the result is what decoding each gives."""
-    if len(payloads) < 2:
-        return [decode(payload) for payload in payloads]
-    events = _decode_all(join_payloads(payloads), [len(payload) for payload in payloads])
-    return [decode(payload) for payload in payloads] if events is None else events
+    (:func:`decode_joined` of them joined): the result is what decoding each gives."""
+    return decode_joined(join_payloads(payloads), [len(payload) for payload in payloads])
