@@ -29,7 +29,8 @@ from ._retry import Clock
 
 if TYPE_CHECKING:
     from ._artifacts import ArtifactStore
-    from ._run import RunLoop, _Node
+    from ._run import RunLoop
+    from ._run_plan import _Node
 
 _RECENT_MAX = 65_536
 

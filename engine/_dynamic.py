@@ -114,7 +114,7 @@ class DynamicSession:
                     f"pipeline {self.loop.plan.pipeline!r}, step {inv.id!r}: after={target!r} "
                     "names no step declared so far"
                 )
-        self.loop.declare(inv)
+        self.loop.dynamic.declare(inv)
         handles = [StepHandle(inv.id, o.name, self) for o in step.signature.outputs]
         if not handles:
             return StepHandle(inv.id, "", self)
@@ -155,7 +155,7 @@ class DynamicSession:
     def _declare_many(
         self, step: BaseStep, calls: list[tuple[list[Any], dict[str, Any]]]
     ) -> list[Any]:
-        with self.loop.batch():
+        with self.loop.dynamic.batch():
             return [self._declare(step, a, k, None, None) for a, k in calls]
 
     def _items(self, value: Any) -> Any:
@@ -178,7 +178,7 @@ class DynamicSession:
 
     async def value(self, handle: StepOutput) -> Any:
         """Wait for the handle's step; its output value (loaded from the artifact store)."""
-        ref = await self.loop.wait_for(handle.invocation_id, handle.name)
+        ref = await self.loop.dynamic.wait_for(handle.invocation_id, handle.name)
         if not handle.name:
             return None
         if self.on_loop_thread():

@@ -20,8 +20,9 @@ from . import _compile
 from ._caching import RunCache
 from ._engine import Engine
 from ._log import get_logger
-from ._run import RunLoop, RunPlan
+from ._run import RunLoop
 from ._run_hooks import PIPELINE_HOOKS, HookSet, check_hooks
+from ._run_plan import RunPlan
 from ._views import PipelineRunView, load_run_view_async
 from .enums import ExecutionMode
 from .errors import (

@@ -47,7 +47,7 @@ from .errors import RunNotFoundError, RunResumeError
 if TYPE_CHECKING:
     from ._engine import Engine
     from ._pipeline import Pipeline
-    from ._run import RunPlan
+    from ._run_plan import RunPlan
     from ._views import PipelineRunView
 
 _TERMINAL = {RunSucceeded: "completed", RunFailed: "failed", RunCancelled: "cancelled"}

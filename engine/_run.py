@@ -15,17 +15,13 @@ the ``ready``/``started`` events of the steps the outcome unblocks.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import inspect
 import math
 import os
 import socket
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -36,7 +32,6 @@ from events import (
     AnyEvent,
     ArtifactRef,
     ArtifactStored,
-    InputRef,
     MetadataLogged,
     RunCancelled,
     RunCreated,
@@ -45,7 +40,6 @@ from events import (
     RunStarted,
     RunSucceeded,
     StepCancelled,
-    StepDeclared,
     StepFailed,
     StepReady,
     StepRetryScheduled,
@@ -61,80 +55,34 @@ from ._context import RunContext, StepContext
 from ._environment import merge_environment
 from ._executor import StepExecutor
 from ._log import get_logger
-from ._run_hooks import EMPTY, HookSet, fire
+from ._run_dynamic import DynamicSteps
+from ._run_hooks import fire
+from ._run_plan import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    QUEUED,
+    RETRYING,
+    RUNNING,
+    SKIPPED,
+    WAITING,
+    RunOutcome,
+    RunPlan,
+    _Node,
+)
 from ._step_logs import RunLogs
 from .enums import ExecutionMode
 
 if TYPE_CHECKING:
-    from ._compile import Invocation
     from ._engine import Engine
     from ._lease import Lease
     from ._resume import RunPast, StepPast
 
 log = get_logger("evenflow.run")
 
-PENDING, QUEUED, RUNNING, RETRYING, WAITING, COMPLETED, FAILED, SKIPPED, CANCELLED = range(9)
 _CLEANUP_DEADLINE = 30.0  # seconds on_failure/on_cleanup may take once the run is cancelled
 _CANCEL_POLL = 0.25  # seconds between looks for a run.cancel_requested from another process
-
-
-@dataclass(slots=True, eq=False)
-class _Node:
-    inv: Invocation
-    waiting: int
-    dependents: list[_Node] = field(default_factory=list)
-    state: int = PENDING
-    attempt: int = 0
-    started: float = 0.0
-    scope: anyio.CancelScope | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    retry: Any = None
-    cache_key: str = ""
-    done: anyio.Event | None = None  # created when a dynamic body waits for this step
-
-    @property
-    def id(self) -> str:
-        return self.inv.id
-
-
-@dataclass(slots=True)
-class RunPlan:
-    """Everything a run needs, compiled and validated before the first event."""
-
-    run_id: str
-    run_name: str
-    pipeline: str
-    invocations: dict[str, Invocation]
-    parameters: dict[str, Any]
-    outputs: list[InputRef]
-    execution_mode: ExecutionMode
-    max_concurrency: int
-    code: str = ""
-    tags: list[str] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    dynamic: bool = False
-    hooks: HookSet = EMPTY
-    on_init_kwargs: dict[str, Any] = field(default_factory=dict)
-    retry: Any = None
-    environment: dict[str, str] = field(default_factory=dict)
-    secrets: list[str] = field(default_factory=list)
-    enable_cache: bool | None = None
-    cache_policy: Any = None
-    model: Any = None
-    max_dynamic_steps: int | None = None
-    schedule_id: str | None = None  # set by the schedule service for the run of a tick
-    tick: float | None = None
-    enable_step_logs: bool | None = None
-
-
-@dataclass(slots=True)
-class RunOutcome:
-    """What a finished run left behind: its final status and the first step exception."""
-
-    status: str
-    error: BaseException | None = None
-    failed_step: str | None = None
-    message: str = ""  # the error's text, secrets redacted
 
 
 class RunLoop:
@@ -165,7 +113,6 @@ class RunLoop:
         self._secret_values: set[str] = set()
         self.body_done = not plan.dynamic
         self.body: tuple[Any, dict[str, Any]] | None = None  # dynamic: (function, parameters)
-        self._batch: list[AnyEvent] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self.past: RunPast | None = None  # set when resuming: what the log says happened
         self.lease: Lease | None = None  # taken by execute() unless the caller holds it
@@ -176,6 +123,7 @@ class RunLoop:
         self._recv: MemoryObjectReceiveStream[_Node]
         self._send, self._recv = anyio.create_memory_object_stream[_Node](math.inf)
         self._workers = 0  # started so far (see _launch)
+        self.dynamic = DynamicSteps(self)  # the steps a dynamic body declares
         self._build()
 
     def _build(self) -> None:
@@ -585,125 +533,6 @@ class RunLoop:
                 self._tg.start_soon(self._retry_at, node, due, name=f"retry {node.id}")
         return events
 
-    # -- dynamic runs ----------------------------------------------------------------------
-
-    def declare(self, inv: Invocation) -> None:
-        """A dynamic body declared a step: record it and start it as soon as it can.
-
-        When resuming, an invocation the log recorded is matched by id: it must be the same
-        step, and it picks up where the log left it (no second ``step.declared``).
-        """
-        recorded = self.past.declared.get(inv.id) if self.past is not None else None
-        if recorded is not None:
-            from ._resume import same_shape
-
-            why = same_shape(recorded, inv.spec())
-            if why is not None:
-                from .errors import RunResumeError
-
-                raise RunResumeError(
-                    f"cannot resume run {self.plan.run_name!r}: the pipeline body declared a "
-                    f"different step under a recorded id ({why})"
-                )
-        ups = [self.nodes[u] for u in inv.upstream()]
-        node = _Node(inv, sum(1 for u in ups if u.state != COMPLETED))
-        node.retry = _retry.effective_retry(inv.step.options.retry, self.plan.retry)
-        node.env = self._node_env(node)
-        self.nodes[inv.id] = node
-        self.unfinished += 1
-        for up in ups:
-            up.dependents.append(node)
-        events: list[AnyEvent] = [] if recorded is not None else [StepDeclared(spec=inv.spec())]
-        broken = [u.id for u in ups if u.state in (FAILED, SKIPPED, CANCELLED)]
-        past = self.past.steps.get(inv.id) if recorded is not None and self.past else None
-        if past is not None and past.state != "pending":
-            self._adopt(node, past)
-            events.extend(self._flush_restored())
-        elif self.stopping or broken:
-            why = f"upstream step {broken[0]!r} did not succeed" if broken else "run stopping"
-            self._skip(node, why, events)
-        elif node.waiting == 0:
-            self._queue(node, events)
-        if self._batch is not None:
-            self._batch.extend(events)
-            return
-        self._submit(events)
-
-    def _submit(self, events: list[AnyEvent]) -> None:
-        """Decide what can start, queue the append now (decision order), launch once committed."""
-        launch = self._start_queued(events)
-        if not events:
-            return
-        req = self.engine.store.submit(self.stream, events)
-        assert self._tg is not None
-        self._tg.start_soon(self._launch_when_committed, req, launch)
-
-    async def _launch_when_committed(self, req: Any, launch: list[_Node]) -> None:
-        if req is not None:
-            await req.done.wait()
-            if req.error is not None:
-                raise req.error
-        self._launch(launch)
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Declare many steps (``step.map``) in one append."""
-        self._batch = []
-        try:
-            yield
-        finally:
-            events, self._batch = self._batch, None
-            if events:
-                self._submit(events)
-
-    async def wait_for(self, step_id: str, output: str) -> ArtifactRef:
-        """Wait until a declared step settles; its output's artifact, or StepFailedError."""
-        node = self.nodes[step_id]
-        if node.state not in (COMPLETED, FAILED, SKIPPED, CANCELLED):
-            if node.done is None:
-                node.done = anyio.Event()
-            await node.done.wait()
-        if node.state != COMPLETED:
-            from ._dynamic import failed_error
-
-            state = {FAILED: "failed", SKIPPED: "was skipped", CANCELLED: "was cancelled"}
-            error = None
-            if node.state == FAILED and self.failed_step == step_id:
-                error = str(self.first_error)
-            raise failed_error(step_id, state[node.state], error)
-        return self.produced[step_id].get(output) if output else None  # type: ignore[return-value]
-
-    async def _run_body(self) -> None:
-        from ._dynamic import CURRENT, DEFAULT_MAX_DYNAMIC_STEPS, DynamicSession, StepHandle
-
-        assert self.body is not None
-        func, params = self.body
-        session = DynamicSession(self, self.plan.max_dynamic_steps or DEFAULT_MAX_DYNAMIC_STEPS)
-        token = CURRENT.set(session)
-        returned: Any = None
-        try:
-            if inspect.iscoroutinefunction(func):
-                returned = await func(**params)
-            else:
-                returned = await anyio.to_thread.run_sync(
-                    functools.partial(func, **params), abandon_on_cancel=True
-                )
-        except Exception as exc:
-            log.info("body_failed", run_id=self.stream, error=str(exc))
-            if self.first_error is None:
-                self.first_error = exc
-            events: list[AnyEvent] = []
-            self._stop(f"the pipeline body failed: {exc}", events)
-            if events:
-                await self._append(events)
-        finally:
-            CURRENT.reset(token)
-            session.closed = True
-        items = returned if isinstance(returned, tuple | list) else [returned]
-        self.plan.outputs = [h.ref() for h in items if isinstance(h, StepHandle) and h.name]
-        self.body_done = True
-        await self._commit_and_launch([])
-
     # -- the run ---------------------------------------------------------------------------
 
     async def execute(self) -> RunOutcome:
@@ -850,7 +679,7 @@ class RunLoop:
             self._restored_timers = []
             self._launch(launch)
             if self.plan.dynamic:
-                tg.start_soon(self._run_body, name="pipeline body")
+                tg.start_soon(self.dynamic.run_body, name="pipeline body")
 
     async def _finish_run(self) -> RunOutcome:
         plan = self.plan

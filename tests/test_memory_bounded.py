@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from engine import pipeline, step
-from engine._run import RunLoop, _Node
+from engine._run import RunLoop
+from engine._run_plan import _Node
 from engine.enums import ExecutionStatus
 
 
