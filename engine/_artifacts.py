@@ -30,6 +30,7 @@ import base64
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -72,12 +73,23 @@ def _immutable(value: Any, depth: int = 0) -> bool:
     return False
 
 
+_RAND_B = (1 << 62) - 1
+
+
 def _new_id() -> str:
-    """A random UUID4 in hex, as ``uuid.uuid4().hex`` but four times faster (this is hot)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return raw.hex()
+    """A time-ordered UUID (version 7, RFC 9562) in hex: 48 bits of Unix time in milliseconds,
+    12 bits of its fraction (so ids made one after another sort in that order), 62 random bits.
+
+    Not a random UUID4: the ``artifacts`` table is keyed by id, and random ids put each new row
+    on a random page of that index. A run storing 60 outputs in one commit then wrote about 60
+    index pages to the WAL, half of all it wrote (W2); ids that grow with time all land on the
+    index's last page or two. Run ids stay random, as their 8-character prefixes name runs.
+    """
+    ns = time.time_ns()
+    ms, fraction = divmod(ns, 1_000_000)
+    rand = int.from_bytes(os.urandom(8), "big") & _RAND_B
+    value = (ms << 80) | (0x7 << 76) | ((fraction * 4096 // 1_000_000) << 64) | (0b10 << 62) | rand
+    return f"{value:032x}"
 
 
 def _describe(name: str | None, cls: type[Any]) -> str:
@@ -94,7 +106,7 @@ class ArtifactStore:
             a value's MRO ahead of the built-ins (an explicit materializer still wins).
         fsync: flush each new file (and its directory) to disk before it is moved into place;
             pair it with the event log's ``durability="full"``.
-        new_id: factory of artifact ids (a uuid4 hex by default).
+        new_id: factory of artifact ids (by default :func:`_new_id`, a time-ordered UUID).
         inline_max: content up to this many bytes stays inline in its reference (0: never).
     """
 

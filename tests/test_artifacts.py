@@ -11,6 +11,7 @@ import enum
 import math
 import os
 import threading
+import time
 import typing
 import uuid
 from collections.abc import Sequence
@@ -690,3 +691,27 @@ def test_a_known_file_removed_by_another_process_is_written_again(store: Artifac
     second = store.save(value, name="output")
     assert store.path_of(second).exists()
     assert store.load(second) == value
+
+
+def test_artifact_ids_are_unique_uuid7s_in_the_order_they_were_made(tmp_path: Path) -> None:
+    """Ids grow with time (so new ``artifacts`` rows land on the id index's last pages, not on
+    random ones), are valid version-7 UUIDs, and never repeat, also across threads."""
+    store = ArtifactStore(tmp_path / "artifacts")
+    made = [store.save(i, name="output").id for i in range(2000)]
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+    for raw in made[:50]:
+        parsed = uuid.UUID(raw)
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert parsed.hex == raw
+    # The leading 48 bits are the Unix time in milliseconds when the id was made.
+    millis = int(made[-1][:12], 16)
+    assert abs(millis / 1000 - time.time()) < 60
+
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(
+            pool.map(lambda k: [store.save(k, name="o").id for _ in range(500)], range(4))
+        )
+    everything = [i for batch in batches for i in batch]
+    assert len(set(everything)) == len(everything) == 2000
