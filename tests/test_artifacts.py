@@ -715,3 +715,24 @@ def test_artifact_ids_are_unique_uuid7s_in_the_order_they_were_made(tmp_path: Pa
         )
     everything = [i for batch in batches for i in batch]
     assert len(set(everything)) == len(everything) == 2000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_a_forked_child_does_not_repeat_its_parents_artifact_ids(tmp_path: Path) -> None:
+    """The ids' random bits are reseeded in a forked child (a process-pool worker, say):
+    otherwise parent and child would make the same ids within the same millisecond."""
+    store = ArtifactStore(tmp_path / "artifacts")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ids' random halves, and leave at once
+        try:
+            os.write(write, "".join(store.save(i, name="o").id[16:] for i in range(8)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as stream:
+        child = stream.read()
+    os.waitpid(pid, 0)
+    parent = "".join(store.save(i, name="o").id[16:] for i in range(8))
+    assert len(child) == len(parent) == 8 * 16
+    assert child != parent
