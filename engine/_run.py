@@ -311,7 +311,9 @@ class RunLoop:
         with anyio.CancelScope(shield=True):
             await self.engine.store.append(self.stream, events)
 
-    def _launch(self, nodes: list[_Node]) -> None:
+    def _launch(self, nodes: list[_Node], *, reserve: int = 0) -> None:
+        """Hand ``nodes`` to the workers. ``reserve``: nodes the calling worker takes itself
+        next (it is done with its step), which need no new worker."""
         send = self._send
         for node in nodes:
             send.send_nowait(node)
@@ -320,7 +322,7 @@ class RunLoop:
             # Workers start as they are needed: a node no idle worker took (an idle one takes
             # it in send_nowait) gets a new one, up to max_concurrency. A run whose steps all
             # come from the cache starts none, a chain one or two.
-            spawn = min(send.statistics().current_buffer_used, room)
+            spawn = min(send.statistics().current_buffer_used - reserve, room)
             if spawn > 0:
                 assert self._tg is not None
                 self._workers += spawn
@@ -344,7 +346,7 @@ class RunLoop:
             self.queue.appendleft(node)
             await self._commit_and_launch([])
 
-    async def _commit_and_launch(self, events: list[AnyEvent]) -> None:
+    async def _commit_and_launch(self, events: list[AnyEvent], *, reserve: int = 0) -> None:
         if self.ctx.pending_metadata:
             events.extend(self._metadata_events())
         # No other step of this run is running: nothing would share this commit (a chain).
@@ -353,7 +355,7 @@ class RunLoop:
         self._maybe_close()
         if events:
             await self._append(events, eager=eager)
-        self._launch(launch)
+        self._launch(launch, reserve=reserve)
 
     def _maybe_close(self) -> None:
         if self.unfinished == 0 and self.body_done:
@@ -368,7 +370,19 @@ class RunLoop:
         """
         fail_fast = self.plan.execution_mode is ExecutionMode.FAIL_FAST
         async with recv:
-            async for node in recv:
+            while True:
+                # A step waiting in the buffer is taken at once: ``receive`` would first yield
+                # to the event loop (a scheduling round per step). The worker still yields on
+                # every step, as each one awaits the commit of its outcome.
+                try:
+                    node = recv.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        node = await recv.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
                 await self._run_node(node, fail_fast)
 
     async def _attempt(
@@ -421,7 +435,9 @@ class RunLoop:
         announced = self.logs.announce(node.id)
         if announced:
             events[:0] = announced
-        await self._commit_and_launch(events)
+        # This worker takes the next node itself once it is done here, unless hooks or a retry
+        # timer come first: that node needs no new worker.
+        await self._commit_and_launch(events, reserve=0 if hooks or due is not None else 1)
         if due is not None:
             assert self._tg is not None
             self._tg.start_soon(self._retry_at, node, due, name=f"retry {node.id}")
