@@ -5,7 +5,7 @@ it first (the Client, ``runs list``) appends ``run.crashed``, once. The detector
 lease while it appends, so it never races a process that is resuming the run.
 
 Cancelling a run owned by another process appends ``run.cancel_requested`` to the run's stream;
-the owner looks for it every quarter second and cancels (``RunLoop._watch``). A run nobody owns
+the owner looks for it every quarter second and cancels (``_run_watch.watch``). A run nobody owns
 any more is cancelled directly (``run.cancelled``).
 """
 

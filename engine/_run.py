@@ -28,7 +28,6 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from events import (
-    COLD_TYPES,
     AnyEvent,
     ArtifactRef,
     ArtifactStored,
@@ -46,7 +45,6 @@ from events import (
     StepSkipped,
     StepStarted,
     StepSucceeded,
-    decode,
 )
 
 from . import _retry
@@ -71,18 +69,19 @@ from ._run_plan import (
     RunPlan,
     _Node,
 )
+from ._run_resume import flush_restored, restore
+from ._run_watch import watch
 from ._step_logs import RunLogs
 from .enums import ExecutionMode
 
 if TYPE_CHECKING:
     from ._engine import Engine
     from ._lease import Lease
-    from ._resume import RunPast, StepPast
+    from ._resume import RunPast
 
 log = get_logger("evenflow.run")
 
 _CLEANUP_DEADLINE = 30.0  # seconds on_failure/on_cleanup may take once the run is cancelled
-_CANCEL_POLL = 0.25  # seconds between looks for a run.cancel_requested from another process
 
 
 class RunLoop:
@@ -486,69 +485,6 @@ class RunLoop:
             self.queue.appendleft(node)
         await self._commit_and_launch(events)
 
-    # -- resuming --------------------------------------------------------------------------
-
-    def _adopt(self, node: _Node, past: StepPast) -> None:
-        """Put a step in the state the log left it in (resuming a run)."""
-        state = past.state
-        if state == "completed":
-            self.produced[node.id] = past.refs
-            node.state = COMPLETED
-        elif state in ("failed", "skipped", "cancelled"):
-            node.state = {"failed": FAILED, "skipped": SKIPPED, "cancelled": CANCELLED}[state]
-            if state == "failed" and self.first_error is None:
-                from ._dynamic import failed_error
-
-                self.failed_step = node.id
-                detail = f"{past.error_type}: {past.error}" if past.error_type else past.error
-                self.first_error = failed_error(node.id, "failed", detail)
-        elif state == "retrying":
-            node.state, node.attempt = RETRYING, past.attempt
-            self._restored_timers.append((node, past.due_at))
-            return
-        else:  # ready, or started and lost with its process: run it (again)
-            node.attempt = past.attempt - 1 if state == "started" else past.attempt
-            self._requeue.append(node)
-            return
-        self.unfinished -= 1
-        if node.done is not None:
-            node.done.set()
-
-    def _restore(self) -> None:
-        """A static run being resumed: adopt every step's recorded state."""
-        assert self.past is not None
-        for node in self.nodes.values():
-            past = self.past.steps.get(node.id)
-            if past is not None and past.state != "pending":
-                self._adopt(node, past)
-        for node in self.nodes.values():
-            node.waiting = sum(1 for u in node.inv.upstream() if self.nodes[u].state != COMPLETED)
-
-    def _flush_restored(self) -> list[AnyEvent]:
-        """Queue the restored steps that must run again and restart the restored retry timers;
-        when a recorded failure stopped the run, settle them instead."""
-        events: list[AnyEvent] = []
-        requeue, self._requeue = self._requeue, []
-        for node in requeue:
-            node.state = QUEUED
-            self.queue.append(node)
-        if (
-            self.first_error is not None
-            and self.plan.execution_mode is not ExecutionMode.CONTINUE_ON_FAILURE
-            and not self.stopping
-        ):
-            self._stop(f"run stopped after step {self.failed_step!r} failed", events)
-        if self.stopping:
-            for node, _ in self._restored_timers:
-                self._finish(node, CANCELLED)
-                events.append(StepCancelled(step=node.id))
-            self._restored_timers = []
-        if self._tg is not None:
-            timers, self._restored_timers = self._restored_timers, []
-            for node, due in timers:
-                self._tg.start_soon(self._retry_at, node, due, name=f"retry {node.id}")
-        return events
-
     # -- the run ---------------------------------------------------------------------------
 
     async def execute(self) -> RunOutcome:
@@ -638,7 +574,7 @@ class RunLoop:
                 stop = anyio.Event()
                 with anyio.CancelScope() as scope:
                     async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._watch, scope, stop, name="lease and cancel requests")
+                        tg.start_soon(watch, self, scope, stop, name="lease and cancel requests")
                         await self._steps()
                         # Wake the watcher, do not cancel it: a cancelled task leaves its
                         # CancelledError, traceback and frames in a reference cycle that holds
@@ -655,35 +591,14 @@ class RunLoop:
             raise
         return await self._finish_run()
 
-    async def _watch(self, run_scope: anyio.CancelScope, stop: anyio.Event) -> None:
-        """Keep the lease's heartbeat fresh; cancel the run when another process asks to,
-        through a ``run.cancel_requested`` in the log. Returns once ``stop`` is set."""
-        from ._lease import HEARTBEAT_EVERY
-
-        lease = self.lease
-        assert lease is not None
-        while True:
-            with anyio.move_on_after(_CANCEL_POLL):
-                await stop.wait()
-            if stop.is_set():
-                return
-            if time.time() - lease.last_beat >= HEARTBEAT_EVERY:
-                lease.beat()
-            who = await self.engine.store.run_read(_cancel_requested, self.stream)
-            if who is not None:
-                self.cancel_reason = f"cancelled on request ({who})" if who else "cancelled"
-                log.info("run_cancel_requested", run_id=self.stream, by=who)
-                run_scope.cancel()
-                return
-
     async def _steps(self) -> None:
         events: list[AnyEvent] = []
         if self.past is not None and not self.plan.dynamic:
-            self._restore()
+            restore(self)
         for node in self.nodes.values():
             if node.waiting == 0 and node.state == PENDING and node not in self._requeue:
                 self._queue(node, events)
-        events.extend(self._flush_restored())
+        events.extend(flush_restored(self))
         launch = self._start_queued(events)
         self._maybe_close()
         if events:
@@ -751,20 +666,3 @@ class RunLoop:
         with anyio.move_on_after(5, shield=True):
             await self.engine.store.append(self.stream, events)
         await self._pipeline_hooks("on_failure", anyio.get_cancelled_exc_class()(reason))
-
-
-# Polled four times a second by every running run: COLD_TYPES lets SQLite look the type up in
-# the (partial) type index, a few rows, instead of walking the run's whole stream.
-_CANCEL_REQUESTED = (
-    f"SELECT payload FROM events WHERE type = 'run.cancel_requested' AND {COLD_TYPES} "
-    "AND stream = ? LIMIT 1"
-)
-
-
-def _cancel_requested(conn: Any, stream: str) -> str | None:
-    """Who asked to cancel ``stream`` through the log (``""`` if unknown), or None."""
-    row = conn.execute(_CANCEL_REQUESTED, (stream,)).fetchone()
-    if row is None:
-        return None
-    event = decode(row[0])
-    return getattr(event, "requested_by", "") or ""

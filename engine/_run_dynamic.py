@@ -22,6 +22,7 @@ from events import AnyEvent, ArtifactRef, StepDeclared
 from . import _retry
 from ._log import get_logger
 from ._run_plan import CANCELLED, COMPLETED, FAILED, SKIPPED, _Node
+from ._run_resume import adopt, flush_restored
 
 if TYPE_CHECKING:
     from ._compile import Invocation
@@ -76,8 +77,8 @@ class DynamicSteps:
         broken = [u.id for u in ups if u.state in (FAILED, SKIPPED, CANCELLED)]
         past = loop.past.steps.get(inv.id) if recorded is not None and loop.past else None
         if past is not None and past.state != "pending":
-            loop._adopt(node, past)
-            events.extend(loop._flush_restored())
+            adopt(loop, node, past)
+            events.extend(flush_restored(loop))
         elif loop.stopping or broken:
             why = f"upstream step {broken[0]!r} did not succeed" if broken else "run stopping"
             loop._skip(node, why, events)

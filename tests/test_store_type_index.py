@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine._run import _CANCEL_REQUESTED, _cancel_requested
+from engine._run_watch import _CANCEL_REQUESTED, _cancel_requested
 from events import (
     COLD_TYPES,
     ArtifactRef,
