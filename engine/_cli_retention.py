@@ -127,13 +127,19 @@ def runs_delete(
             plan = with_engine(home, lambda e: delete_runs(e, ids, reason=why, dry_run=True))
             for line in report_lines(plan):
                 print(line, flush=True)
-            if not sys.stdin.isatty():
+            if not _at_a_terminal():
                 raise CliError("not deleted: pass --yes to delete without a terminal to confirm")
             if not typer.confirm("delete?", default=False):
-                print("nothing deleted", flush=True)
-                raise typer.Exit(1)
+                print("nothing deleted", flush=True)  # the user's choice, not a failure: exit 0
+                return
         report = with_engine(home, lambda e: delete_runs(e, ids, reason=why, dry_run=dry_run))
         _show(report, as_json)
+
+
+
+def _at_a_terminal() -> bool:
+    """Whether someone can answer the confirmation prompt (stdin is a terminal)."""
+    return sys.stdin.isatty()
 
 
 def gc_command(

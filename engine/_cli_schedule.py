@@ -191,11 +191,11 @@ def _wait_for_step_threads() -> None:
     import signal
     import threading
 
-    left = [
-        t
-        for t in threading.enumerate()
-        if t is not threading.main_thread() and not t.daemon and t.is_alive()
-    ]
+    from ._threads import THREAD_NAME
+
+    # Only the threads of sync steps: others left from the shutdown (anyio's workers, the
+    # database connections' threads) end on their own within moments.
+    left = [t for t in threading.enumerate() if t.name == THREAD_NAME and t.is_alive()]
     if not left:
         return
 

@@ -34,6 +34,10 @@ _Job = tuple["asyncio.Future[Any]", contextvars.Context, Callable[..., Any], tup
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
+THREAD_NAME = "evenflow step"
+"""The name of every thread that runs sync steps (``evenflow serve`` waits for those alone)."""
+
+
 class StepThreads:
     """Worker threads for one event loop, started as calls need them (see the module doc).
 
@@ -42,7 +46,7 @@ class StepThreads:
     (``evenflow serve`` says so, and exits at a second signal).
     """
 
-    def __init__(self, name: str = "evenflow step") -> None:
+    def __init__(self, name: str = THREAD_NAME) -> None:
         self.name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()

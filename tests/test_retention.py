@@ -261,12 +261,20 @@ def test_files_left_behind_by_an_interrupted_deletion_are_swept_by_gc(
     assert files(evenflow_home) == set()
 
 
-def test_cli_runs_delete_asks_first_and_reports(evenflow_home: Path) -> None:
+def test_cli_runs_delete_asks_first_and_reports(
+    evenflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = basic.chain(start=3)
     refused = invoke("runs", "delete", run.name)
     assert refused.exit_code == 2
     assert "would delete 1 run" in refused.stdout
     assert refused.output.strip().splitlines()[-1].startswith("error: not deleted: pass --yes")
+    assert Client().get_pipeline_run(run.id).id == run.id
+    # At a terminal, answering no deletes nothing and is no error (exit 0).
+    monkeypatch.setattr("engine._cli_retention._at_a_terminal", lambda: True)
+    declined = CliRunner().invoke(app, ["runs", "delete", run.name], input="n\n")
+    assert declined.exit_code == 0, declined.output
+    assert declined.stdout.rstrip().endswith("nothing deleted")
     assert Client().get_pipeline_run(run.id).id == run.id
     dry = invoke("runs", "delete", run.id[:8], "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
