@@ -136,7 +136,6 @@ def runs_delete(
         _show(report, as_json)
 
 
-
 def _at_a_terminal() -> bool:
     """Whether someone can answer the confirmation prompt (stdin is a terminal)."""
     return sys.stdin.isatty()

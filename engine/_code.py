@@ -3,7 +3,10 @@
 ``run.created.code`` is ``package.module:name`` for a pipeline imported as a module, or
 ``/abs/path/file.py:name`` for one loaded from a file (``evenflow run FILE.py:PIPELINE`` or a
 script run as ``python file.py``). Resuming a run and firing a schedule both start here, so the
-pipeline is found from any working directory.
+pipeline is found from any working directory: a module that is not installed (one beside the
+script that imported it) is also looked for under the root directory the run recorded
+(``code_root``), which is added at the end of ``sys.path`` only if the module is not found
+otherwise.
 
 A script is imported as a module, not run as ``__main__``: code under
 ``if __name__ == "__main__":`` does not execute, anything else at module level does.
@@ -20,8 +23,8 @@ if TYPE_CHECKING:
     from ._pipeline import Pipeline
 
 
-def find_pipeline(code: str) -> Pipeline:
-    """The :class:`Pipeline` at ``code``.
+def find_pipeline(code: str, root: str = "") -> Pipeline:
+    """The :class:`Pipeline` at ``code`` (``root``: where its module was imported from).
 
     Raises:
         LookupError: ``code`` is malformed, or names something that is not a pipeline.
@@ -35,12 +38,26 @@ def find_pipeline(code: str) -> Pipeline:
     if location.endswith(".py"):
         obj: Any = _from_file(Path(location), qualname)
     else:
-        obj = importlib.import_module(location)
+        obj = _import(location, root)
         for part in qualname.split("."):
             obj = getattr(obj, part, None)
     if not isinstance(obj, Pipeline):
         raise LookupError(f"{code!r} is not a pipeline (found {type(obj).__name__})")
     return obj
+
+
+def _import(module: str, root: str) -> Any:
+    """Import ``module``; if neither it nor its package can be found, look under ``root`` too."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        ours = missing == module or module.startswith(missing + ".")
+        if not (ours and root and Path(root).is_dir() and root not in sys.path):
+            raise
+    sys.path.append(root)  # last: it never shadows what the path already finds
+    importlib.invalidate_caches()
+    return importlib.import_module(module)
 
 
 def _from_file(path: Path, qualname: str) -> Any:

@@ -123,6 +123,28 @@ def _code_location(func: Callable[..., Any]) -> str:
     return f"{module}:{func.__qualname__}"
 
 
+def _code_root(func: Callable[..., Any]) -> str:
+    """The directory the module of ``func`` was imported from: the parent of its top package
+    (``/x`` for ``/x/pkg/mod.py`` imported as ``pkg.mod``), or "" when that cannot be told.
+
+    Recorded with a ``module:name`` code location, so that a process whose path lacks it (the
+    ``evenflow`` command resuming a run started by a script beside the module, a schedule
+    service) can still import the module: see ``_code.find_pipeline``.
+    """
+    module = sys.modules.get(func.__module__)
+    file = getattr(module, "__file__", None)
+    if not file or func.__module__ == "__main__" or hasattr(module, "__evenflow_file__"):
+        return ""  # not a module found by name: the code location is its file
+    path = Path(file).resolve()
+    if path.name == "__init__.py":
+        path = path.parent
+    stem = path.with_suffix("")
+    parts = func.__module__.split(".")
+    if list(stem.parts[-len(parts) :]) != parts:
+        return ""  # not laid out as its dotted name says (a zip, a custom importer)
+    return str(stem.parents[len(parts) - 1])
+
+
 class Pipeline:
     """A pipeline. Create one with :func:`pipeline`.
 
@@ -269,6 +291,7 @@ class Pipeline:
             execution_mode=mode,
             max_concurrency=opts.max_concurrency,
             code=_code_location(self.entrypoint),
+            code_root=_code_root(self.entrypoint),
             tags=list(opts.tags or []),
             config=self._run_config(opts),
             hooks=_hooks_of(self.name, opts),
@@ -314,6 +337,7 @@ class Pipeline:
             execution_mode=mode,
             max_concurrency=opts.max_concurrency,
             code=_code_location(self.entrypoint),
+            code_root=_code_root(self.entrypoint),
             tags=list(opts.tags or []),
             config=self._run_config(opts),
             dynamic=True,

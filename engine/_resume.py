@@ -168,12 +168,12 @@ async def load_past(engine: Engine, run_id: str) -> RunPast:
     return past
 
 
-def load_pipeline(code: str, run_name: str) -> Pipeline:
-    """The pipeline object a run recorded as its code location."""
+def load_pipeline(code: str, run_name: str, root: str = "") -> Pipeline:
+    """The pipeline object a run recorded as its code location (and root)."""
     from ._code import find_pipeline
 
     try:
-        return find_pipeline(code)
+        return find_pipeline(code, root)
     except Exception as exc:
         raise RunResumeError(
             f"run {run_name!r}: cannot load its pipeline from {code!r}: {exc}"
@@ -192,7 +192,7 @@ async def resume(engine: Engine, run_id: str) -> PipelineRunView:
     try:
         past = await load_past(engine, run_id)
         created = past.created
-        pipe = load_pipeline(created.code, created.run_name)
+        pipe = load_pipeline(created.code, created.run_name, created.code_root)
         params: dict[str, Any] = dict(created.parameters)
     except BaseException:
         lease.release()

@@ -81,7 +81,7 @@ if TYPE_CHECKING:
 
 log = get_logger("evenflow.run")
 
-_CLEANUP_DEADLINE = 30.0  # seconds on_failure/on_cleanup may take once the run is cancelled
+_CLEANUP_DEADLINE = 30.0  # seconds each pipeline hook may take once the run is cancelled
 
 
 class RunLoop:
@@ -106,7 +106,7 @@ class RunLoop:
         self.stopping = False
         self.first_error: BaseException | None = None
         self.failed_step: str | None = None
-        self._timers: set[anyio.CancelScope] = set()
+        self._timers: set[anyio.CancelScope] = set()  # retry timers, cache waits: a stop ends them
         self._waits: list[tuple[_Node, Wait]] = []
         self._late_hooks: list[tuple[_Node, BaseException]] = []
         self._secret_values: set[str] = set()
@@ -273,7 +273,8 @@ class RunLoop:
         return events, None
 
     def _stop(self, reason: str, events: list[AnyEvent]) -> None:
-        """Start nothing new: skip every step that has not started, cancel pending retries."""
+        """Start nothing new: skip every step that has not started, cancel pending retries and
+        waits for other runs' results."""
         self.stopping = True
         for other in self.nodes.values():
             if other.state in (PENDING, QUEUED, WAITING):
@@ -338,9 +339,17 @@ class RunLoop:
                 self._tg.start_soon(self._await_flight, node, wait, name=f"wait {node.id}")
 
     async def _await_flight(self, node: _Node, wait: Wait) -> None:
-        """Wait for the run computing the same cache key, then look the key up again."""
-        await wait.done.wait()
-        if node.state == WAITING:
+        """Wait for the run computing the same cache key, then look the key up again. A run
+        that stops meanwhile stops waiting (``_stop`` skipped the step)."""
+        with anyio.CancelScope() as scope:
+            self._timers.add(scope)
+            if self.stopping:
+                scope.cancel()
+            try:
+                await wait.done.wait()
+            finally:
+                self._timers.discard(scope)
+        if node.state == WAITING and not self.stopping:
             node.state = QUEUED
             self.queue.appendleft(node)
             await self._commit_and_launch([])
@@ -408,21 +417,26 @@ class RunLoop:
     async def _run_node(self, node: _Node, fail_fast: bool) -> None:
         inv = node.inv
         hooks = inv.step.hooks
+        if fail_fast and self.stopping:
+            # A step failed after this one's start was committed and before a worker took it:
+            # it never begins (no hooks either) and is recorded as cancelled.
+            await self._commit_and_launch(self._on_cancelled(node), reserve=1)
+            return
         ctx = StepContext(
             self.ctx, inv.step.name, inv.id, node.env, node.attempt, inv.step.options.model
         )
-        if hooks and node.attempt == 1 and (spec := hooks.get("on_start")) is not None:
-            await self._fire(spec, ctx)
-        node.started = time.monotonic()
         refs: dict[str, ArtifactRef] | None = None
         error: BaseException | None = None
         if fail_fast:
-            # Only fail_fast cancels single steps, so only it pays for a scope per step.
+            # Only fail_fast cancels single steps, so only it pays for a scope per step. The
+            # scope covers on_start too: a step still in that hook when another fails stops.
             with anyio.CancelScope() as scope:
                 node.scope = scope
+                await self._begin(node, ctx, hooks)
                 refs, error = await self._attempt(node, ctx)
             node.scope = None
         else:
+            await self._begin(node, ctx, hooks)
             refs, error = await self._attempt(node, ctx)
         due: float | None = None
         if refs is not None:
@@ -443,6 +457,12 @@ class RunLoop:
             return
         if hooks:
             await self._step_outcome_hooks(node, ctx, error)
+
+    async def _begin(self, node: _Node, ctx: StepContext, hooks: Any) -> None:
+        """A step's first attempt fires its ``on_start`` hook; then its clock starts."""
+        if hooks and node.attempt == 1 and (spec := hooks.get("on_start")) is not None:
+            await self._fire(spec, ctx)
+        node.started = time.monotonic()
 
     async def _step_outcome_hooks(
         self, node: _Node, ctx: StepContext, error: BaseException | None
@@ -472,6 +492,8 @@ class RunLoop:
         """Wait for a retry's due time without holding a worker, then queue the step again."""
         with anyio.CancelScope() as scope:
             self._timers.add(scope)
+            if self.stopping:  # the run stopped while this retry's decision was committed
+                scope.cancel()
             try:
                 await self.engine.clock.sleep_until(due)
             finally:
@@ -505,6 +527,7 @@ class RunLoop:
                 steps=[inv.spec() for inv in plan.invocations.values()],
                 parameters=plan.parameters,
                 code=plan.code,
+                code_root=plan.code_root,
                 tags=plan.tags,
                 config=plan.config,
                 dynamic=plan.dynamic,
@@ -548,13 +571,18 @@ class RunLoop:
         if self.lease is None:  # taken before run.created: a run without a live lease crashed
             self.lease = Lease.acquire(self.engine.home.leases, self.stream, self.engine.owner_id)
         try:
-            if self.past is None:
-                await self._append(self._created(), expected=0)
-            else:
-                resumed = RunResumed(
-                    owner=self.engine.owner_id, pid=os.getpid(), host=socket.gethostname()
-                )
-                await self._append([resumed])
+            try:
+                if self.past is None:
+                    await self._append(self._created(), expected=0)
+                else:
+                    resumed = RunResumed(
+                        owner=self.engine.owner_id, pid=os.getpid(), host=socket.gethostname()
+                    )
+                    await self._append([resumed])
+            except anyio.get_cancelled_exc_class():
+                # Submitted before the cancel arrived, so it commits: the run ends cancelled.
+                await self._record_cancel("cancelled")
+                raise
             log.info(
                 "run_started", run_id=self.stream, pipeline=plan.pipeline, steps=len(self.nodes)
             )
@@ -639,18 +667,49 @@ class RunLoop:
         await self._pipeline_hooks("on_failure", error)
         return RunOutcome("failed", error, self.failed_step, self.redact(str(error)))
 
-    async def _pipeline_hooks(self, outcome: str, error: BaseException | None) -> None:
-        """``on_success``/``on_failure`` once the outcome is committed, then ``on_cleanup``."""
+    async def _pipeline_hooks(
+        self, outcome: str, error: BaseException | None, *, cancelled: bool = False
+    ) -> None:
+        """``on_success``/``on_failure`` once the outcome is committed, then ``on_cleanup``,
+        which always runs.
+
+        A run that ended on its own gives its hooks the time they take. A cancelled run, or a
+        cancel that arrives while the outcome hook runs, gives each hook that is left at most
+        :data:`_CLEANUP_DEADLINE` seconds, shielded from the cancel. A hook cut short is
+        recorded as failed (see ``_run_hooks.fire``).
+        """
         hooks = self.plan.hooks
         if not hooks:
             return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_DEADLINE):
-            for kind in (outcome, "on_cleanup"):
-                spec = hooks.get(kind)
+        if cancelled:
+            await self._bounded_hooks((outcome, "on_cleanup"), error)
+            return
+        spec = hooks.get(outcome)
+        if spec is not None:
+            try:
+                await self._fire(spec, None, error)
+            except anyio.get_cancelled_exc_class():
+                await self._bounded_hooks(("on_cleanup",), error)
+                raise
+        spec = hooks.get("on_cleanup")
+        if spec is not None:
+            await self._fire(spec, None, error)
+        await self._hook_metadata()
+
+    async def _bounded_hooks(self, kinds: Sequence[str], error: BaseException | None) -> None:
+        """Pipeline hooks of a run being cancelled: shielded, each within the deadline."""
+        with anyio.CancelScope(shield=True):
+            for kind in kinds:
+                spec = self.plan.hooks.get(kind)
                 if spec is not None:
-                    await self._fire(spec, None, error)
-            if self.ctx.pending_metadata:  # log_metadata() called by the hooks
-                await self.engine.store.append(self.stream, self._metadata_events())
+                    with anyio.move_on_after(_CLEANUP_DEADLINE):
+                        await self._fire(spec, None, error)
+            with anyio.move_on_after(_CLEANUP_DEADLINE):
+                await self._hook_metadata()
+
+    async def _hook_metadata(self) -> None:
+        if self.ctx.pending_metadata:  # log_metadata() called by the hooks
+            await self.engine.store.append(self.stream, self._metadata_events())
 
     async def _record_cancel(self, reason: str) -> None:
         events: list[AnyEvent] = []
@@ -665,4 +724,5 @@ class RunLoop:
         events.append(RunCancelled(reason=reason))
         with anyio.move_on_after(5, shield=True):
             await self.engine.store.append(self.stream, events)
-        await self._pipeline_hooks("on_failure", anyio.get_cancelled_exc_class()(reason))
+        cancel = anyio.get_cancelled_exc_class()(reason)
+        await self._pipeline_hooks("on_failure", cancel, cancelled=True)

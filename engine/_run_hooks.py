@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from events import AnyEvent, HookFailed, HookStarted, HookSucceeded
 
 from ._context import _RUN, _STEP, RunContext, StepContext
@@ -77,6 +79,12 @@ async def fire(
     step_token = _STEP.set(step_ctx)
     try:
         result = await call_hook(spec, exception=exception, limiter=limiter)
+    except anyio.get_cancelled_exc_class():
+        # Cut short (the run was cancelled, or its hooks' deadline passed): still an outcome.
+        with anyio.CancelScope(shield=True):
+            error = "cancelled before it returned"
+            await append([HookFailed(hook=kind, name=spec.name, step=step, error=error)])
+        raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         log.warning("hook_failed", run_id=run.run_id, step=step, hook=kind, error=error)

@@ -53,6 +53,7 @@ class RunPlan:
     execution_mode: ExecutionMode
     max_concurrency: int
     code: str = ""
+    code_root: str = ""
     tags: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     dynamic: bool = False

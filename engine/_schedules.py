@@ -120,7 +120,7 @@ def created_event(
         PipelineDefinitionError, ConfigurationError: the pipeline does not compile with these
             parameters and options.
     """
-    from ._pipeline import _code_location
+    from ._pipeline import _code_location, _code_root
 
     code = _code_location(pipe.entrypoint)
     _check_code(pipe, code)
@@ -149,6 +149,7 @@ def created_event(
         parameters=parameters,
         config=config,
         code=code,
+        code_root=_code_root(pipe.entrypoint),
         created_at=now,
     )
 

@@ -65,8 +65,9 @@ _POLL = 0.25  # seconds between two safety reads of new schedule events (see _po
 _MAX_CONFLICTS = 100  # lost claims in a row before a schedule waits for the next round
 
 
-def load_pipeline(code: str) -> Pipeline:
-    """Import the pipeline recorded as ``code`` (``module:name`` or ``/path/file.py:name``).
+def load_pipeline(code: str, root: str = "") -> Pipeline:
+    """Import the pipeline recorded as ``code`` (``module:name`` or ``/path/file.py:name``;
+    ``root``: where the module was imported from, see ``_code.find_pipeline``).
 
     Raises:
         ScheduleError: it cannot be imported, or what it names is not a pipeline.
@@ -74,7 +75,7 @@ def load_pipeline(code: str) -> Pipeline:
     from ._code import find_pipeline
 
     try:
-        return find_pipeline(code)
+        return find_pipeline(code, root)
     except SystemExit as exc:  # sys.exit() at import time must not stop the service
         raise ScheduleError(
             f"cannot import pipeline {code!r}: importing it called sys.exit({exc.code!r})"
@@ -272,7 +273,7 @@ class ScheduleService:
         try:
             from .config import PipelineRunConfiguration
 
-            pipe = await anyio.to_thread.run_sync(load_pipeline, state.code)
+            pipe = await anyio.to_thread.run_sync(load_pipeline, state.code, state.code_root)
             config = PipelineRunConfiguration.from_dict(state.config)
             pipe = pipe.with_options(**config, raise_on_failure=False)
             if pipe._is_dynamic():
@@ -306,6 +307,7 @@ class ScheduleService:
             run_name=await _unique_run_name(self.engine, name),
             parameters=dict(state.parameters),
             code=state.code,
+            code_root=state.code_root,
             config=dict(state.config),
             schedule_id=state.id,
             tick=tick,

@@ -132,6 +132,9 @@ class RunCreated(_Base, frozen=True, tag="run.created"):
     steps: list[StepSpec] = []
     parameters: dict[str, Any] = {}
     code: str = ""
+    # The directory a ``module:name`` code was imported from (its top package's parent), for a
+    # module that only the recording process's path could find, as a script's own modules.
+    code_root: str = ""
     tags: list[str] = []
     config: dict[str, Any] = {}
     dynamic: bool = False
@@ -299,6 +302,7 @@ class ScheduleCreated(_Base, frozen=True, tag="schedule.created"):
     parameters: dict[str, Any] = {}
     config: dict[str, Any] = {}
     code: str = ""  # how to import the pipeline again (``module:qualname`` or a file path)
+    code_root: str = ""  # where ``module`` was imported from (see RunCreated.code_root)
     created_at: float | None = None  # the registering clock's time (the interval anchor)
 
 

@@ -77,6 +77,7 @@ class ScheduleState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         name: the schedule's name.
         pipeline: the pipeline's name.
         code: how to import the pipeline again (``module:qualname`` or ``/path/file.py:name``).
+        code_root: where that module was imported from (``RunCreated.code_root``).
         cron_expression, interval_second, run_once_start_time: exactly one is set.
         start_time, end_time: the window ticks must fall in (inclusive), if any.
         catchup: run every missed tick after a downtime (else only the most recent one).
@@ -97,6 +98,7 @@ class ScheduleState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     name: str
     pipeline: str
     code: str = ""
+    code_root: str = ""
     cron_expression: str | None = None
     interval_second: float | None = None
     run_once_start_time: float | None = None
@@ -122,6 +124,7 @@ def _created(rec: Recorded, event: ScheduleCreated) -> ScheduleState:
         name=event.name,
         pipeline=event.pipeline,
         code=event.code,
+        code_root=event.code_root,
         cron_expression=event.cron_expression,
         interval_second=event.interval_second,
         run_once_start_time=event.run_once_start_time,

@@ -19,6 +19,8 @@ from engine.errors import RunResumeError
 
 CRASHY = Path(__file__).parent / "pipelines" / "crashy.py"
 EVENFLOW = [sys.executable, "-c", "from engine._cli import main; main()"]
+# As the installed `evenflow` command runs: nothing of the working directory on the path (-P).
+INSTALLED_EVENFLOW = [sys.executable, "-P", "-c", "from engine._cli import main; main()"]
 
 
 @pytest.fixture
@@ -329,3 +331,65 @@ def test_a_crashed_run_being_resumed_is_not_deleted(
         lease.release()
     Client().delete_pipeline_run(run_id)  # once nobody holds it, it can go
     assert Client().list_pipeline_runs() == []
+
+
+_FLOWS = """
+import os
+
+from engine import pipeline, step
+
+from .helpers import double
+
+
+@step(enable_cache=False)
+def first() -> int:
+    return double(1)
+
+
+@step(enable_cache=False)
+def second(x: int) -> int:
+    if os.environ.get("FLOWS_CRASH"):
+        os._exit(9)  # the process dies mid-step, as under kill -9
+    return double(x)
+
+
+@pipeline
+def flow() -> None:
+    second(first())
+"""
+
+
+def test_a_run_of_a_module_beside_its_script_resumes_from_another_directory(
+    tmp_path: Path, evenflow_home: Path
+) -> None:
+    """A pipeline in the user's own package, imported by a script beside it: the run records
+    the package's root with its ``module:name``, so ``evenflow runs resume`` (whose path has
+    neither the script's folder nor the working directory) finds it from anywhere."""
+    project = tmp_path / "project"
+    (project / "mypkg").mkdir(parents=True)
+    (project / "mypkg" / "__init__.py").write_text("")
+    (project / "mypkg" / "helpers.py").write_text("def double(x: int) -> int:\n    return 2 * x\n")
+    (project / "mypkg" / "flows.py").write_text(_FLOWS)
+    (project / "main.py").write_text("from mypkg.flows import flow\n\nflow()\n")
+    crashed = subprocess.run(
+        [sys.executable, str(project / "main.py")],
+        env={**os.environ, "FLOWS_CRASH": "1"},
+        capture_output=True,
+        text=True,
+        cwd=project,
+    )
+    assert crashed.returncode == 9, crashed.stderr
+    (run,) = Client().list_pipeline_runs()
+    created = run.events()[0]
+    assert (created.code, created.code_root) == ("mypkg.flows:flow", str(project.resolve()))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resumed = subprocess.run(
+        [*INSTALLED_EVENFLOW, "runs", "resume", run.id[:8], "--json"],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert '"status": "completed"' in resumed.stdout
+    assert Client().get_pipeline_run(run.id).steps["second"].output.load() == 4

@@ -55,6 +55,8 @@ def test_run_with_a_schedule_records_import_path_parameters_and_registers_no_run
     assert view.next_fire_time > dt.datetime.now(dt.UTC)
     (event,) = created_events(evenflow_home)
     assert event.code == "tests.pipelines.scheduled:nightly"
+    # Where ``tests`` was imported from: a service finds the module there if its path does not.
+    assert event.code_root == str(Path(__file__).resolve().parent.parent)
     assert event.pipeline == "nightly"
     assert event.parameters == {"name": "Ada"}
     assert event.cron_expression == "0 2 * * *"

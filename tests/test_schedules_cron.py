@@ -208,6 +208,7 @@ def _created(sid: str = "s1") -> ScheduleCreated:
         pipeline="p",
         interval_second=60.0,
         code="pkg.mod:p",
+        code_root="/srv/project",
         created_at=5.0,
         parameters={"n": 1},
     )
@@ -216,9 +217,10 @@ def _created(sid: str = "s1") -> ScheduleCreated:
 def test_reducer_folds_a_schedule_stream() -> None:
     state = evolve_schedule(None, _rec(1, _created()))
     assert state is not None
-    assert (state.name, state.code, state.created_at, state.version) == (
+    assert (state.name, state.code, state.code_root, state.created_at, state.version) == (
         "nightly",
         "pkg.mod:p",
+        "/srv/project",
         5.0,
         1,
     )
