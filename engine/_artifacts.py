@@ -369,6 +369,17 @@ class ArtifactStore:
         self._forget(ref.content_hash)
         return False
 
+    def in_memory(self, ref: ArtifactRef) -> bool:
+        """Whether :meth:`load` of ``ref`` reads no file: its content is inline, or bytes this
+        store wrote or read lately (content-addressed, and whose file it has seen). An event
+        loop may then load it itself; any other load belongs on a thread."""
+        if ref.uri.startswith(DATA_URI):
+            return True
+        digest = ref.content_hash
+        return (
+            digest in self._recent and digest in self._known and ref.uri == f"{digest[:2]}/{digest}"
+        )
+
     def load(self, ref: ArtifactRef) -> Any:
         """The value ``ref`` points to.
 

@@ -181,9 +181,10 @@ class DynamicSession:
         ref = await self.loop.dynamic.wait_for(handle.invocation_id, handle.name)
         if not handle.name:
             return None
-        if self.on_loop_thread():
-            return self.loop.engine.artifacts.load(ref)
-        return await anyio.to_thread.run_sync(self.loop.engine.artifacts.load, ref)
+        artifacts = self.loop.engine.artifacts
+        if self.on_loop_thread() and artifacts.in_memory(ref):
+            return artifacts.load(ref)
+        return await anyio.to_thread.run_sync(artifacts.load, ref)
 
 
 CURRENT: contextvars.ContextVar[DynamicSession | None] = contextvars.ContextVar(

@@ -39,6 +39,19 @@ def _resolve_inputs(
     return values
 
 
+def _in_memory(
+    artifacts: ArtifactStore,
+    inputs: Mapping[str, InputRef | list[InputRef]],
+    produced: Mapping[str, Mapping[str, ArtifactRef]],
+) -> bool:
+    """Whether every input loads without reading a file (see ``ArtifactStore.in_memory``)."""
+    for ref in inputs.values():
+        refs = ref if isinstance(ref, list) else [ref]
+        if not all(artifacts.in_memory(produced[r.step][r.output]) for r in refs):
+            return False
+    return True
+
+
 def _output_values(step: BaseStep, invocation: str, result: Any) -> list[tuple[Any, Any]]:
     """(output spec, value) pairs, checked against the declared outputs and annotations."""
     outputs = step.signature.outputs
@@ -153,7 +166,13 @@ class StepExecutor:
     ) -> dict[str, ArtifactRef]:
         token = _STEP.set(ctx)
         try:
-            kwargs = _resolve_inputs(self.artifacts, inputs, produced) if inputs else {}
+            kwargs: dict[str, Any] = {}
+            if inputs:
+                load = functools.partial(_resolve_inputs, self.artifacts, inputs, produced)
+                if _in_memory(self.artifacts, inputs, produced):
+                    kwargs = load()
+                else:  # reading files (maybe large ones) must not stall the event loop
+                    kwargs = await anyio.to_thread.run_sync(load, limiter=self.thread_limiter)
             kwargs.update(parameters)
             result = await step.entrypoint(**kwargs)
             return await _store_outputs_async(

@@ -471,3 +471,70 @@ def test_deleting_inline_and_file_versions_of_one_content_together_removes_the_f
     assert artifact_files(evenflow_home) == []
     assert Client().list_pipeline_runs() == []
     assert events.audit_database(evenflow_home / "evenflow.db").ok
+
+
+# -- loads that an event loop may do itself --------------------------------------------------
+
+
+def test_in_memory_says_whether_a_load_reads_a_file(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    small = store.save(7, name="small")
+    big = store.save(b"x" * (INLINE_MAX + 1), name="big")
+    assert small.uri.startswith(DATA_URI)
+    assert store.in_memory(small)
+    assert store.in_memory(big)  # just written: its bytes are at hand
+    fresh = ArtifactStore(tmp_path / "artifacts")  # another process, say
+    assert fresh.in_memory(small)
+    assert not fresh.in_memory(big)  # only its file has it
+    assert fresh.load(big) == b"x" * (INLINE_MAX + 1)
+    assert fresh.in_memory(big)  # read once: at hand now
+
+
+def test_an_async_steps_inputs_are_read_off_the_event_loop_when_they_are_files(
+    evenflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file input (maybe gigabytes) is loaded on a worker thread, never on the event loop:
+    the loop keeps committing other steps' events meanwhile. Inline inputs stay on the loop."""
+    import threading
+
+    loads: list[tuple[str, bool]] = []
+    original = ArtifactStore.load
+
+    def load(self: ArtifactStore, ref: ArtifactRef) -> Any:
+        loads.append((ref.type_name, threading.current_thread() is threading.main_thread()))
+        return original(self, ref)
+
+    monkeypatch.setattr(ArtifactStore, "load", load)
+    # As in a process that did not write them (a resumed run): the files are not at hand.
+    monkeypatch.setattr(ArtifactStore, "in_memory", lambda self, ref: ref.uri.startswith(DATA_URI))
+
+    @step(enable_cache=False)
+    async def produce() -> bytes:
+        return b"y" * (INLINE_MAX + 10)
+
+    @step(enable_cache=False)
+    async def count() -> int:
+        return 3
+
+    @step(enable_cache=False)
+    async def consume(data: bytes, n: int) -> int:
+        return len(data) + n
+
+    @step(enable_cache=False)
+    async def double(n: int) -> int:
+        return 2 * n
+
+    @pipeline
+    def files() -> None:
+        n = count()
+        consume(produce(), n, after="double")
+        double(n)
+
+    run = files()
+    on_loop = [name for name, main in loads if main]
+    off_loop = [name for name, main in loads if not main]
+    # double's input is inline: the event loop loads it itself. consume's include a file: all
+    # of them are loaded on a thread.
+    assert on_loop == ["builtins:int"]
+    assert sorted(off_loop) == ["builtins:bytes", "builtins:int"]
+    assert run.steps["consume"].output.load() == INLINE_MAX + 13
