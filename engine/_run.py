@@ -267,10 +267,14 @@ class RunLoop:
             return events, None
         self._stop(f"run stopped after step {node.id!r} failed", events)
         if mode is ExecutionMode.FAIL_FAST:
-            for other in self.nodes.values():
-                if other.state == RUNNING and other.scope is not None:
-                    other.scope.cancel()
+            self._cancel_running()
         return events, None
+
+    def _cancel_running(self) -> None:
+        """fail_fast: cancel the steps that are running (those not begun yet never will)."""
+        for other in self.nodes.values():
+            if other.state == RUNNING and other.scope is not None:
+                other.scope.cancel()
 
     def _stop(self, reason: str, events: list[AnyEvent]) -> None:
         """Start nothing new: skip every step that has not started, cancel pending retries and

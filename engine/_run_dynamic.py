@@ -23,6 +23,7 @@ from . import _retry
 from ._log import get_logger
 from ._run_plan import CANCELLED, COMPLETED, FAILED, SKIPPED, _Node
 from ._run_resume import adopt, flush_restored
+from .enums import ExecutionMode
 
 if TYPE_CHECKING:
     from ._compile import Invocation
@@ -159,6 +160,8 @@ class DynamicSteps:
                 loop.first_error = exc
             events: list[AnyEvent] = []
             loop._stop(f"the pipeline body failed: {exc}", events)
+            if loop.plan.execution_mode is ExecutionMode.FAIL_FAST:
+                loop._cancel_running()
             if events:
                 await loop._append(events)
         finally:

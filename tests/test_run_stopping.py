@@ -220,3 +220,22 @@ def test_a_cancelled_runs_hook_cut_short_by_the_deadline_is_recorded_and_cleanup
     ]
     types = [e.type for e in events]
     assert types.index("run.cancelled") < types.index("hook.started")  # outcome, then hooks
+
+
+def test_under_fail_fast_a_failing_dynamic_body_cancels_the_steps_it_started() -> None:
+    @step(enable_cache=False)
+    async def slow() -> int:
+        await anyio.sleep(5)
+        return 1
+
+    @pipeline(dynamic=True, execution_mode="fail_fast")
+    def body_fails() -> None:
+        slow.submit()
+        time.sleep(0.2)  # the step is running by now (a sync body runs on a thread)
+        raise ValueError("the body gives up")
+
+    started = time.perf_counter()
+    run = body_fails.with_options(raise_on_failure=False)()
+    assert time.perf_counter() - started < 3
+    assert run.status is ExecutionStatus.FAILED
+    assert run.steps["slow"].status is ExecutionStatus.CANCELLED
