@@ -153,11 +153,13 @@ class RunLoop:
             node = self.queue.popleft()
             if node.state != QUEUED:
                 continue
-            if cache is not None and node.attempt == 0 and not node.cache_key:
+            # Looked up once per step: a retry keeps the key its first attempt took. (A step
+            # resumed mid-retry has none yet: it is looked up then, and may even hit.)
+            if cache is not None and not node.cache_key:
                 try:
                     hit = cache.lookup(self, node)
                 except Exception as exc:  # a key that cannot be computed fails the step
-                    node.attempt = 1
+                    node.attempt += 1
                     events.extend(self._on_failure(node, exc, retry=False)[0])
                     if node.inv.step.hooks:
                         self._late_hooks.append((node, exc))

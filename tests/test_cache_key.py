@@ -608,3 +608,42 @@ def test_keys_encoded_in_parts_are_the_whole_documents_keys(
         template = KeyTemplate("train", "c0de", env, secrets, materializers, chosen)
         assert template.key(params, hashes, ids_of, extra) == expected
         assert template.key(params, hashes, ids_of, extra) == expected  # reusable
+
+
+def test_a_script_keeps_its_fingerprint_whether_run_as_main_or_imported(tmp_path: Path) -> None:
+    """``python flows.py`` runs the module as ``__main__``; ``evenflow run flows.py:p`` and a
+    resume import it as ``flows``. A step that calls a helper of the same file must get the
+    same key both ways, or every cached result of a script misses the other way round."""
+    script = tmp_path / "flows.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from engine._cache_key import code_fingerprint
+
+            class Scale:
+                factor = 2
+
+            def helper(x):
+                return x * Scale.factor
+
+            def step_function():
+                return helper(21)
+
+            if __name__ == "__main__":
+                print(code_fingerprint(step_function))
+            """
+        )
+    )
+    as_main = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    imported = subprocess.run(
+        [sys.executable, "-c", "import flows, engine._cache_key as k;"
+         " print(k.code_fingerprint(flows.step_function))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.strip()  # fmt: skip
+    assert len(as_main) == 32
+    assert as_main == imported

@@ -160,6 +160,13 @@ def test_kill_during_a_retry_wait_restores_the_timer(
     kinds = types_of(evenflow_home, run_id)
     assert kinds.count("step.retry_scheduled") == 1  # the restored timer, not a new retry
     assert_verifies(evenflow_home)
+    # The retried step's result was recorded for the cache, as a retry that did not cross a
+    # crash records it: running the pipeline again reuses it instead of running it.
+    from engine._code import find_pipeline
+
+    again = find_pipeline(view.events()[0].code)()
+    assert again.steps["flaky"].status == ExecutionStatus.CACHED
+    assert ran(crashy) == ["first", "flaky", "flaky", "last"]
 
 
 def _succeeded(tmp: Path, steps: tuple[str, ...]) -> bool:
