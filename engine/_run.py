@@ -414,7 +414,10 @@ class RunLoop:
                 refs = await self.executor.run(
                     inv.step, ctx, inv.inputs, inv.parameters, self.produced
                 )
-        except Exception as exc:
+        except (
+            Exception,
+            SystemExit,
+        ) as exc:  # sys.exit() in a step fails the step, not the engine
             return None, exc
         finally:
             self.logs.end(node.id, capture)

@@ -154,7 +154,7 @@ class DynamicSteps:
                 returned = await anyio.to_thread.run_sync(
                     functools.partial(func, **params), abandon_on_cancel=True
                 )
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in the body fails the run
             log.info("body_failed", run_id=loop.stream, error=str(exc))
             if loop.first_error is None:
                 loop.first_error = exc

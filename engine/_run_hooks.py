@@ -85,7 +85,7 @@ async def fire(
             error = "cancelled before it returned"
             await append([HookFailed(hook=kind, name=spec.name, step=step, error=error)])
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a hook is the hook's failure
         error = f"{type(exc).__name__}: {exc}"
         log.warning("hook_failed", run_id=run.run_id, step=step, hook=kind, error=error)
         await append([HookFailed(hook=kind, name=spec.name, step=step, error=error)])

@@ -239,3 +239,48 @@ def test_under_fail_fast_a_failing_dynamic_body_cancels_the_steps_it_started() -
     assert time.perf_counter() - started < 3
     assert run.status is ExecutionStatus.FAILED
     assert run.steps["slow"].status is ExecutionStatus.CANCELLED
+
+
+def test_sys_exit_in_a_step_or_hook_fails_it_and_leaves_the_engine_running() -> None:
+    """``sys.exit()`` inside a step (a script turned into a step often has one) is that step's
+    failure, recorded as such: it neither kills the process nor leaves the run unrecorded."""
+    import sys
+
+    hooks: list[str] = []
+
+    def exiting_hook() -> None:
+        hooks.append("on_success")
+        sys.exit(5)
+
+    @step(enable_cache=False)
+    def quits() -> int:
+        sys.exit(3)
+
+    @step(enable_cache=False)
+    async def aquits() -> int:
+        raise SystemExit(4)
+
+    @step(enable_cache=False, on_success=exiting_hook)
+    def fine() -> int:
+        return 1
+
+    @pipeline
+    def exits() -> None:
+        quits()
+        aquits()
+        fine()
+
+    run = exits.with_options(raise_on_failure=False)()
+    assert run.status is ExecutionStatus.FAILED
+    statuses = {name: s.status for name, s in run.steps.items()}
+    assert statuses == {
+        "quits": ExecutionStatus.FAILED,
+        "aquits": ExecutionStatus.FAILED,
+        "fine": ExecutionStatus.COMPLETED,  # its hook's exit changes nothing
+    }
+    failures = {e.step: e.error_type for e in run.events() if e.type == "step.failed"}
+    assert failures == {"quits": "SystemExit", "aquits": "SystemExit"}
+    assert hooks == ["on_success"]
+    assert ("hook.failed", "on_success") in [
+        (e.type, e.hook) for e in run.events() if e.type.startswith("hook.")
+    ]
