@@ -11,6 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
+from .errors import MetadataError
+
 if TYPE_CHECKING:
     from ._views import PipelineRunView, StepRunView
 
@@ -131,9 +135,36 @@ def log_metadata(metadata: Mapping[str, Any], **_: Any) -> None:
     """
     step = _STEP.get()
     if step is not None:
-        step.run.pending_metadata.append((step.invocation_id, dict(metadata)))
+        data = _recordable(f"step {step.invocation_id!r}", metadata)
+        step.run.pending_metadata.append((step.invocation_id, data))
         return
     run = _RUN.get()
     if run is None:
         raise RuntimeError("log_metadata() was called outside a pipeline run")
-    run.pending_metadata.append((None, dict(metadata)))
+    run.pending_metadata.append((None, _recordable(f"run {run.run_name!r}", metadata)))
+
+
+def _recordable(owner: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata`` as the ``metadata.logged`` event will hold it; a clear error now, naming
+    the key, for what the log cannot record (checked here, not when the step's outcome is
+    committed: a bad value must not cost the step its result)."""
+    if not isinstance(metadata, Mapping):
+        raise MetadataError(
+            f"{owner}: log_metadata() takes a mapping, not {type(metadata).__name__}"
+        )
+    data = dict(metadata)
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise MetadataError(
+                f"{owner}: metadata keys must be strings, got {key!r} ({type(key).__name__})"
+            )
+        try:
+            _metadata_encoder.encode(value)
+        except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+            raise MetadataError(
+                f"{owner}: metadata {key!r} ({type(value).__name__}) cannot be recorded: {exc}"
+            ) from None
+    return data
+
+
+_metadata_encoder = msgspec.msgpack.Encoder()

@@ -11,6 +11,7 @@
     +-- StepTimeoutError                                   a step attempt ran past its timeout
     +-- StepOutputError                                    wrong output count, type or encoding
     +-- ArtifactError                                      an artifact cannot be stored or loaded
+    +-- MetadataError                                      metadata the log cannot record
     +-- PipelineRunFailedError                             a run ended failed (``.run`` is its view)
     +-- RunNotFoundError                                   no run matches an id, prefix or name
     +-- RunResumeError                                     a run that cannot be resumed or cancelled
@@ -65,6 +66,11 @@ class ArtifactError(EngineError):
     """An artifact cannot be stored or loaded."""
 
 
+class MetadataError(EngineError, ValueError):
+    """``log_metadata()`` got metadata the event log cannot record (a key that is not a
+    string, a value msgspec cannot encode)."""
+
+
 class RunNotFoundError(EngineError, LookupError):
     """No run matches the given id, id prefix or name (or the prefix is ambiguous)."""
 
@@ -106,6 +112,7 @@ __all__ = [
     "EngineError",
     "HookSignatureError",
     "InvalidParameterError",
+    "MetadataError",
     "PipelineDefinitionError",
     "PipelineRunFailedError",
     "RunNotFoundError",

@@ -189,6 +189,22 @@ def _walk_stream(
         if problem is not None:
             return [problem], checked, head_seq, head_hash
         checked, head_seq, head_hash = checked + 1, row.seq, row.hash
+    if checked:
+        # The run's last event may have been deleted: then the row after the last one left
+        # is gone too (a gap), or chains from an event this walk never saw.
+        after = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE seq = ?", (head_seq + 1,))
+        found = after.fetchone()
+        if found is None:
+            (top,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            if top > head_seq:
+                gone = f"rows deleted: seq {head_seq + 1}, after this stream's last, is missing"
+                return [AuditProblem(head_seq + 1, "missing", gone)], checked, head_seq, head_hash
+        elif not _chains(ChainRow._make(found), head_hash):
+            why = (
+                f"seq {head_seq + 1} does not chain from this stream's last event: rows after it "
+                "were deleted, or that row was edited"
+            )
+            return [AuditProblem(head_seq + 1, "missing", why)], checked, head_seq, head_hash
     return [], checked, head_seq, head_hash
 
 

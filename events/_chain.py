@@ -20,13 +20,18 @@ _LEN = struct.Struct("<I")
 def row_hash(
     prev: bytes, stream: str, version: int, type_: str, recorded_at: float, payload: bytes
 ) -> bytes:
-    """The chain hash of one row given the previous row's hash."""
-    s = stream.encode()
-    t = _TYPE_BYTES.get(type_) or _type_bytes(type_)
-    return hashlib.blake2b(
-        b"".join((prev, _HEAD.pack(version, recorded_at, len(s)), s, t, payload)),
-        digest_size=32,
-    ).digest()
+    """The chain hash of one row given the previous row's hash; ``b""`` (which matches no stored
+    hash) for a row whose columns do not have the types the store writes: SQLite keeps what an
+    edit by hand stores (``UPDATE events SET payload = 'forged'`` stores text)."""
+    try:
+        s = stream.encode()
+        t = _TYPE_BYTES.get(type_) or _type_bytes(type_)
+        return hashlib.blake2b(
+            b"".join((prev, _HEAD.pack(version, recorded_at, len(s)), s, t, payload)),
+            digest_size=32,
+        ).digest()
+    except (TypeError, AttributeError, struct.error):
+        return b""
 
 
 _TYPE_BYTES: dict[str, bytes] = {}  # type -> its length prefix and UTF-8 (a few dozen types)

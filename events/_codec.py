@@ -13,7 +13,27 @@ from typing import Any
 import msgspec
 
 from ._errors import StoreCorruptedError
-from ._types import _TAG_OF_CLASS, TAGS, AnyEvent, Event, UnknownEvent, tag_of
+from ._types import (
+    _TAG_OF_CLASS,
+    TAGS,
+    AnyEvent,
+    ArtifactStored,
+    Event,
+    HookFailed,
+    HookStarted,
+    HookSucceeded,
+    StepCached,
+    StepCancelled,
+    StepFailed,
+    StepLogs,
+    StepReady,
+    StepRetryScheduled,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+    UnknownEvent,
+    tag_of,
+)
 
 CODEC_VERSION = 1
 _PREFIX = bytes([CODEC_VERSION])
@@ -39,21 +59,57 @@ def encode(event: AnyEvent) -> bytes:
     return _PREFIX + _encoder.encode(event)
 
 
+# The events a step's every transition appends, built by the engine from values of fixed types
+# (ids, names, numbers, refs): what they encode always decodes back. Every other event is
+# decoded once as it is appended (see encode_items). msgspec does not check a Struct's fields
+# when it is built, and its encoder takes what the decoder refuses (a metadata key that is not
+# a string): such a row, once committed, would make every read of the log fail from then on.
+_DECODES_BACK = frozenset(
+    {
+        StepReady,
+        StepStarted,
+        StepSucceeded,
+        ArtifactStored,
+        StepCached,
+        StepFailed,
+        StepRetryScheduled,
+        StepSkipped,
+        StepCancelled,
+        StepLogs,
+        HookStarted,
+        HookSucceeded,
+        HookFailed,
+    }
+)
+
+
 def encode_items(events: Iterable[AnyEvent]) -> list[tuple[AnyEvent, bytes, str]]:
     """``(event, payload, tag)`` for each event: :func:`encode` and :func:`tag_of` inlined for
     the append path, where a call per event is a measurable share of the cost.
 
-    Raises what they raise for a value that is not an encodable event.
+    Raises what they raise for a value that is not an encodable event, and ``TypeError`` for
+    a payload that would not decode back (see :data:`_DECODES_BACK`) or an
+    :class:`UnknownEvent` carrying a tag this version knows (it would not decode as one).
     """
     tags = _TAG_OF_CLASS
     encode_struct = _encoder.encode
+    trusted = _DECODES_BACK
     out: list[tuple[AnyEvent, bytes, str]] = []
     for event in events:
-        tag = tags.get(type(event))
+        cls = type(event)
+        tag = tags.get(cls)
         if tag is None:  # an UnknownEvent, or not an event at all
+            if isinstance(event, UnknownEvent) and event.type in TAGS:
+                raise TypeError(f"an UnknownEvent cannot carry the known type {event.type!r}")
             out.append((event, encode(event), tag_of(event)))
-        else:
-            out.append((event, _PREFIX + encode_struct(event), tag))
+            continue
+        payload = _PREFIX + encode_struct(event)
+        if cls not in trusted:
+            try:
+                _decoder.decode(memoryview(payload)[1:])
+            except msgspec.ValidationError as exc:
+                raise TypeError(f"{tag} would not decode back from the log: {exc}") from None
+        out.append((event, payload, tag))
     return out
 
 

@@ -31,7 +31,7 @@ from . import _codec, _schema
 from ._checkpointer import Checkpointer
 from ._errors import StoreBusyError, StoreCorruptedError, StoreError
 from ._subscription import Subscription
-from ._types import AnyEvent, Recorded, tag_of
+from ._types import AnyEvent, Recorded
 from ._writer import BatchWriter, Request, Written, current_version, in_transaction, retry_busy
 from ._writer import TransactionHook as TransactionHook
 
@@ -533,8 +533,7 @@ class EventStore:
 
 def _encodes(event: AnyEvent) -> bool:
     try:
-        _codec.encode(event)
-        tag_of(event)
+        _codec.encode_items([event])
     except (msgspec.EncodeError, TypeError, OverflowError):
         return False
     return True
