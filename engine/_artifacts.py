@@ -331,7 +331,8 @@ class ArtifactStore:
                 ) from exc
             digest, size = _hash_tree(plan.prefix.copy(), tmp)
             final = os.path.join(self._root, digest[:2], digest)
-            if keep and digest not in self._known and not os.path.isdir(final):
+            # Not trusting ``_known`` alone: another process's gc may have removed the directory.
+            if keep and not os.path.isdir(final):
                 shard = self._ensure_dirs(digest)
                 try:
                     os.rename(tmp, final)

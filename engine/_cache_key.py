@@ -21,8 +21,11 @@ referenced object contributes:
 * anything else -> its type only: ``module:qualname``, plus the type's fingerprint if it is
   user code. An open file, a lock or a client object is in the key by type, not by state.
 
-Fingerprints are cached per function object, so a step's fingerprint is computed once per
-process: a global rebound *while the process runs* is not seen (pass such values as parameters).
+A fingerprint is kept per function object for as long as every global and closure variable it
+read is still bound to the same object: rebinding one while the process runs (``THRESHOLD =
+0.9`` in a notebook, a long-lived app, ``evenflow serve``) gives the next run a new key. An
+object changed in place (a referenced dict filled as a cache, a list appended to) keeps the key
+it had: pass such values as parameters. Each function's and class's source is read once.
 
 Inputs: with ``include_artifact_values`` (default) an input contributes its content hash; with
 only ``include_artifact_ids`` it contributes its artifact id (an artifact without a content
@@ -81,7 +84,13 @@ their ``module:qualname`` only."""
 _canonical = msgspec.msgpack.Encoder(order="deterministic")
 _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError)
 _OWN_PACKAGES = frozenset({"engine", "events", "projections"})
-_fingerprints: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_sources: weakref.WeakKeyDictionary[Any, list[str] | None] = weakref.WeakKeyDictionary()
+# A binding a fingerprint read: (a namespace and a name, or a closure cell and None, the object).
+_Binding = tuple[Any, str | None, Any]
+_fingerprints: weakref.WeakKeyDictionary[Any, tuple[str, list[_Binding]]] = (
+    weakref.WeakKeyDictionary()
+)
+_UNBOUND = object()
 
 
 class CacheKeyError(PipelineDefinitionError):
@@ -94,7 +103,7 @@ class CacheKeyError(PipelineDefinitionError):
 
 def code_fingerprint(func: Callable[..., Any]) -> str:
     """The fingerprint of a step function's code: its source without decorator lines, plus
-    what it references (see the module docstring). Cached per function object.
+    what it references (see the module docstring). Kept while what it read stays bound.
 
     Args:
         func: the step function (a :class:`~engine.BaseStep` is unwrapped to its function).
@@ -103,21 +112,38 @@ def code_fingerprint(func: Callable[..., Any]) -> str:
         A hex digest, equal across processes for unchanged code and referenced values.
     """
     try:
-        return _fingerprints[func]
+        result, bindings = _fingerprints[func]
+        if _still_bound(bindings):
+            return result
     except (KeyError, TypeError):  # TypeError: not weak-referenceable, computed each time
         pass
     target: Any = func.entrypoint if isinstance(func, BaseStep) else func
     if isinstance(target, types.MethodType):
         target = target.__func__
+    walker = _Walker()
     if isinstance(target, types.FunctionType):
-        result = _Walker().function(target, 0, strip=True)
+        result = walker.function(target, 0, strip=True)
     else:  # a class or a callable object: what referencing it would contribute
-        result = _digest([_Walker().value(target, 0)])
+        result = _digest([walker.value(target, 0)])
     try:
-        _fingerprints[func] = result
+        _fingerprints[func] = (result, walker.bindings)
     except TypeError:
         pass
     return result
+
+
+def _still_bound(bindings: list[_Binding]) -> bool:
+    """Whether every name a fingerprint read still names the object it named then."""
+    for holder, name, obj in bindings:
+        if name is None:  # a closure cell
+            try:
+                if holder.cell_contents is not obj:
+                    return False
+            except ValueError:  # emptied since
+                return False
+        elif holder.get(name, _UNBOUND) is not obj:
+            return False
+    return True
 
 
 def _digest(parts: Sequence[Any]) -> str:
@@ -165,10 +191,19 @@ def _is_library(module_name: str | None) -> bool:
 
 
 def _source_lines(obj: Any) -> list[str] | None:
+    """``obj``'s source lines (None if it has none), read once per function or class."""
     try:
-        lines, _ = inspect.getsourcelines(obj)
+        return _sources[obj]
+    except (KeyError, TypeError):  # TypeError: not weak-referenceable, read each time
+        pass
+    try:
+        lines: list[str] | None = inspect.getsourcelines(obj)[0]
     except (OSError, TypeError):
-        return None
+        lines = None
+    try:
+        _sources[obj] = lines
+    except TypeError:
+        pass
     return lines
 
 
@@ -221,6 +256,7 @@ class _Walker:
 
     def __init__(self) -> None:
         self.seen: set[int] = set()
+        self.bindings: list[_Binding] = []  # what the fingerprint read (see _still_bound)
 
     def function(self, func: types.FunctionType, depth: int, *, strip: bool = False) -> str:
         self.seen.add(id(func))
@@ -232,9 +268,12 @@ class _Walker:
         refs: list[Any] = []
         names = _code_names(func.__code__)
         scope = func.__globals__
+        bindings = self.bindings
         for name in names:
             if name in scope:
-                refs.append([name, self.value(scope[name], depth + 1, names)])
+                bound = scope[name]
+                bindings.append((scope, name, bound))
+                refs.append([name, self.value(bound, depth + 1, names)])
         cells = func.__closure__ or ()
         for name, cell in zip(func.__code__.co_freevars, cells, strict=False):
             try:
@@ -242,6 +281,7 @@ class _Walker:
             except ValueError:  # an empty cell: a variable assigned later
                 refs.append([name, "<empty>"])
                 continue
+            bindings.append((cell, None, content))
             refs.append([name, self.value(content, depth + 1, names)])
         defaults = [*(func.__defaults__ or ()), *sorted((func.__kwdefaults__ or {}).items())]
         refs.append(["<defaults>", [self.value(d, depth + 1) for d in defaults]])
@@ -278,8 +318,28 @@ class _Walker:
         try:
             encoded = _canonical.encode(obj)
         except _ENCODE_ERRORS:
-            return ["type", kind]
+            return self._structure(obj, kind, depth)
         return ["value", kind, hashlib.blake2b(encoded, digest_size=16).digest()]
+
+    def _structure(self, obj: Any, kind: Any, depth: int) -> Any:
+        """A value msgspec cannot encode as a whole: a path by its text, a container item by
+        item (a list of helper functions, a dict holding a path); anything else by its type."""
+        if isinstance(obj, os.PathLike):
+            return ["path", kind, os.fspath(obj)]
+        if depth > MAX_DEPTH:
+            return ["type", kind]
+        if isinstance(obj, list | tuple):
+            return ["items", kind, [self.value(item, depth + 1) for item in obj]]
+        if isinstance(obj, set | frozenset):
+            items = [_digest([self.value(item, depth + 1)]) for item in obj]
+            return ["items", kind, sorted(items)]
+        if isinstance(obj, dict):
+            pairs = [
+                _digest([self.value(k, depth + 1), self.value(v, depth + 1)])
+                for k, v in obj.items()
+            ]
+            return ["items", kind, sorted(pairs)]
+        return ["type", kind]
 
     def _code_object(self, obj: Any, depth: int) -> Any:
         name = _qualname(obj)
@@ -296,7 +356,11 @@ class _Walker:
             return None
         self.seen.add(id(module))
         scope = vars(module)
-        used = [[n, self.value(scope[n], depth + 1)] for n in names if n in scope]
+        used = []
+        for n in names:
+            if n in scope:
+                self.bindings.append((scope, n, scope[n]))
+                used.append([n, self.value(scope[n], depth + 1)])
         self.seen.discard(id(module))  # another function may use other attributes of it
         return ["module", module.__name__, used]
 

@@ -190,6 +190,11 @@ class RunCache:
     def _usable(self, entry: CacheEntry, node: _Node) -> bool:
         if is_expired(entry.created_at, self.clock.now(), self._policy(node)):
             return False
+        # The step must still declare the outputs the entry holds (a key that leaves the code
+        # out does not see a step that now returns more, or other, outputs).
+        outputs = node.inv.step.signature.outputs
+        if len(outputs) != len(entry.outputs) or any(o.name not in entry.outputs for o in outputs):
+            return False
         return all(self.artifacts.exists(ref) for ref in entry.outputs.values())
 
     def lookup(self, loop: RunLoop, node: _Node) -> Hit | Wait | None:

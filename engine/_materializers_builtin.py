@@ -72,25 +72,67 @@ def is_msgspec_typed(cls: type[Any]) -> bool:
 
 
 def _is_msgspec_typed(cls: type[Any]) -> bool:
-    if "<locals>" in cls.__qualname__:
+    if not _importable(cls):
         return False  # no import path to rebuild it from; cloudpickle stores it by value
     return issubclass(cls, _TYPED_BASES) or dataclasses.is_dataclass(cls)
 
 
+def _importable(cls: type[Any]) -> bool:
+    """Whether another process can import ``cls`` by the path recorded for it: not a class
+    defined in a function, nor in a script run as ``__main__`` (``python flows.py``; another
+    process's ``__main__`` is another program)."""
+    return "<locals>" not in cls.__qualname__ and cls.__module__ != "__main__"
+
+
 def is_named_tuple(cls: type[Any]) -> bool:
     """Whether ``cls`` is a named tuple class that can be imported (rebuilt with ``_make``)."""
-    return issubclass(cls, tuple) and hasattr(cls, "_fields") and "<locals>" not in cls.__qualname__
+    return issubclass(cls, tuple) and hasattr(cls, "_fields") and _importable(cls)
 
 
 def _typed_bytes(value: Any) -> bytes:
-    """msgspec's msgpack of a typed value, checked to decode back to its type."""
+    """msgspec's msgpack of a typed value, checked to decode back to the very same value.
+
+    Decoding by type is not enough: a field typed ``Any`` (or a bare ``list``) comes back as
+    plain data (a tuple as a list, a date as a string, a dataclass as a dict), and an aware
+    datetime comes back in UTC. Such a value is :class:`Unsupported` here, so that it is
+    stored by a materializer that keeps it whole.
+    """
     cls = type(value)
     try:
         data = _encode(value)
-        msgspec.msgpack.decode(data, type=cls)
+        decoded = msgspec.msgpack.decode(data, type=cls)
     except (TypeError, ValueError, msgspec.MsgspecError) as exc:
         raise Unsupported(cls, f"msgspec cannot round-trip it: {exc}") from exc
+    if not _same(decoded, value):
+        raise Unsupported(cls, "msgspec does not give it back as it was (a field typed Any?)")
     return data
+
+
+def _same(a: Any, b: Any, depth: int = 0) -> bool:
+    """Whether ``a`` is ``b`` again: equal, of the same types all the way down, aware times
+    at the same UTC offset."""
+    cls = type(a)
+    if cls is not type(b) or depth > 100:
+        return False
+    if cls is float:
+        return bool(a == b or (a != a and b != b))  # NaN is NaN again
+    if isinstance(a, datetime.datetime | datetime.time):
+        return bool(a == b) and a.utcoffset() == b.utcoffset()
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y, depth + 1) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):  # keys in the same order, of the same types, values the same
+        return (
+            len(a) == len(b)
+            and all(type(k) is type(j) and k == j for k, j in zip(a, b, strict=True))
+            and all(_same(v, b[k], depth + 1) for k, v in a.items())
+        )
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        return all(
+            _same(getattr(a, f.name), getattr(b, f.name), depth + 1) for f in dataclasses.fields(a)
+        )
+    if isinstance(a, msgspec.Struct):
+        return all(_same(getattr(a, f), getattr(b, f), depth + 1) for f in a.__struct_fields__)
+    return bool(a == b)
 
 
 def _pack(obj: Any) -> Any:

@@ -196,9 +196,13 @@ def _hooks_of(name: str, options: StepOptions) -> HookSet:
 
 
 def _qualname(obj: Any) -> str:
+    """A materializer's ``module:qualname``, a script's module named by its file (as the code
+    fingerprint names it), so the cache key is the same however the script was started."""
     if isinstance(obj, str):
         return obj
-    return f"{obj.__module__}:{obj.__qualname__}"
+    from ._cache_key import _module_label
+
+    return f"{_module_label(obj.__module__)}:{obj.__qualname__}"
 
 
 @overload

@@ -207,19 +207,23 @@ def test_recursive_functions_terminate() -> None:
     assert code_fingerprint(even) != code_fingerprint(odd)
 
 
-def test_fingerprint_is_computed_once_per_function(
+def test_a_fingerprint_is_kept_until_a_name_it_read_is_rebound(
     load: Callable[..., ModuleType], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine import _cache_key
+    import inspect
 
-    step = load().s
-    first = code_fingerprint(step.entrypoint)
+    module = load()
+    first = code_fingerprint(module.s.entrypoint)
 
-    def fail(*args: Any, **kwargs: Any) -> str:
-        raise AssertionError("the fingerprint was computed again")
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the source was read again")
 
-    monkeypatch.setattr(_cache_key._Walker, "function", fail)
-    assert code_fingerprint(step.entrypoint) == first  # the hot path: a dictionary lookup
+    monkeypatch.setattr(inspect, "getsourcelines", fail)
+    assert code_fingerprint(module.s.entrypoint) == first  # same code, same values
+    module.TAGS.add("epsilon")  # changed in place: the fingerprint is kept (documented)
+    assert code_fingerprint(module.s.entrypoint) == first
+    module.LIMIT = 99  # a referenced global rebound while the process runs (a notebook)
+    assert code_fingerprint(module.s.entrypoint) != first
 
 
 # -- keys ----------------------------------------------------------------------------------------
