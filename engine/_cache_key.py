@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ._cache_typed import typed
 from ._compile import check_canonical
 from ._step import BaseStep
 from .errors import ArtifactError, PipelineDefinitionError
@@ -74,7 +75,7 @@ __all__ = [
     "is_expired",
 ]
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: parameters and referenced values keep their types (_cache_typed)
 """Bumped when the key's recipe or evenflow's execution semantics change (old keys then miss)."""
 
 MAX_DEPTH = 8
@@ -316,7 +317,7 @@ class _Walker:
             return ["lib", _qualname(obj)]
         kind = self._code_object(type(obj), depth)  # a user type's methods count too
         try:
-            encoded = _canonical.encode(obj)
+            encoded = _canonical.encode(typed(obj))
         except _ENCODE_ERRORS:
             return self._structure(obj, kind, depth)
         return ["value", kind, hashlib.blake2b(encoded, digest_size=16).digest()]
@@ -600,7 +601,7 @@ class KeyTemplate:
         if policy is None or policy.include_step_parameters:
             owner = f"step {self._step!r}"
             params = {
-                name: check_canonical(owner, name, value)
+                name: _typed_bytes(owner, name, value)
                 for name, value in parameters.items()
                 if name not in ignored
             }
@@ -615,6 +616,15 @@ class KeyTemplate:
             )
         )
         return hashlib.blake2b(document, digest_size=32).hexdigest()
+
+
+def _typed_bytes(owner: str, name: str, value: Any) -> bytes:
+    """A parameter's part of the key: its canonical encoding with its types kept (see
+    ``_cache_typed``); the clear error of :func:`check_canonical` when it has none."""
+    try:
+        return _canonical.encode(typed(value))
+    except _ENCODE_ERRORS:
+        return check_canonical(owner, name, value)  # raises InvalidParameterError
 
 
 def is_expired(created_at: float, now: float, policy: CachePolicy | None) -> bool:

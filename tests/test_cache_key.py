@@ -4,11 +4,15 @@ across processes and hash seeds."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import decimal
+import enum
 import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +34,7 @@ from engine._cache_key import (
     inputs_from_refs,
     is_expired,
 )
+from engine._cache_typed import typed
 from engine.config import CachePolicy
 from engine.errors import InvalidParameterError, PipelineDefinitionError
 from events import ArtifactRef
@@ -263,7 +268,7 @@ def test_key_is_a_hex_digest_and_deterministic() -> None:
         {"environment": {"MODE": "slow"}},
         {"secrets": ["db"]},
         {"materializers": {"output": "my.mod:Other"}},
-        {"cache_version": "2"},
+        {"cache_version": "next"},
         {"extra": "v2"},
     ],
     ids=lambda c: next(iter(c)),
@@ -439,11 +444,19 @@ def test_expiry_is_age_beyond_the_limit(created: float, age: float, max_age: flo
 # -- properties ----------------------------------------------------------------------------------
 
 _SCALARS = (
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
-)  # msgpack's range | st.floats(allow_nan=False) | st.text()
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)  # msgpack's range
+    | st.floats(allow_nan=False)
+    | st.text()
+)
 _VALUES = st.recursive(
     _SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -470,7 +483,7 @@ def test_key_tells_parameter_values_apart(name: str, value: Any, other: Any) -> 
 
     first = dataclasses.replace(BASE_INPUTS, parameters={name: value})
     second = dataclasses.replace(BASE_INPUTS, parameters={name: other})
-    same = _canonical.encode(value) == _canonical.encode(other)
+    same = _canonical.encode(typed(value)) == _canonical.encode(typed(other))
     assert (key(first) == key(second)) is same
 
 
@@ -519,7 +532,7 @@ def test_key_is_stable_across_processes_and_hash_seeds(tmp_path: Path) -> None:
 
 
 def test_cache_version_is_a_string() -> None:
-    assert CACHE_VERSION == "1"
+    assert CACHE_VERSION == "2"
 
 
 def _whole_document_key(inputs: CacheKeyInputs, policy: CachePolicy | None) -> str:
@@ -532,7 +545,7 @@ def _whole_document_key(inputs: CacheKeyInputs, policy: CachePolicy | None) -> s
     p = policy or CachePolicy()
     ignored = p.ignored_names
     params = (
-        {n: _canonical.encode(v) for n, v in inputs.parameters.items() if n not in ignored}
+        {n: _canonical.encode(typed(v)) for n, v in inputs.parameters.items() if n not in ignored}
         if p.include_step_parameters
         else None
     )
@@ -651,3 +664,43 @@ def test_a_script_keeps_its_fingerprint_whether_run_as_main_or_imported(tmp_path
     ).stdout.strip()  # fmt: skip
     assert len(as_main) == 32
     assert as_main == imported
+
+
+class _Mode(enum.Enum):
+    FAST = "fast"
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+    y: int
+
+
+_PARIS = datetime.timezone(datetime.timedelta(hours=2))
+_NOON_UTC = datetime.datetime(2024, 6, 1, 12, tzinfo=datetime.UTC)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("fast", _Mode.FAST),
+        (["a", "b"], ("a", "b")),
+        (_NOON_UTC, _NOON_UTC.astimezone(_PARIS)),  # the same instant at another offset
+        ("1.5", decimal.Decimal("1.5")),
+        ("12345678-1234-5678-1234-567812345678", uuid.UUID("12345678-1234-5678-1234-567812345678")),
+        ({"x": 1, "y": 2}, _Point(1, 2)),
+        ("2024-06-01", datetime.date(2024, 6, 1)),
+        ([1, [2, 3]], [1, (2, 3)]),  # nested too
+        ({1: "a"}, {"1": "a"}),
+    ],
+    ids=["enum", "tuple", "utc-offset", "decimal", "uuid", "dataclass", "date", "nested", "keys"],
+)
+def test_parameters_that_encode_alike_but_differ_get_different_keys(
+    first: Any, second: Any
+) -> None:
+    """msgspec writes these pairs as the same msgpack; the step receives different values, so
+    one must never be served the other's cached result."""
+    one = dataclasses.replace(BASE_INPUTS, parameters={"p": first})
+    other = dataclasses.replace(BASE_INPUTS, parameters={"p": second})
+    assert key(one) != key(other)
+    assert key(one) == key(dataclasses.replace(BASE_INPUTS, parameters={"p": first}))
