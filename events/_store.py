@@ -29,7 +29,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from . import _codec, _schema
 from ._checkpointer import Checkpointer
-from ._errors import StoreBusyError, StoreCorruptedError, StoreError
+from ._errors import ConcurrencyError, StoreBusyError, StoreCorruptedError, StoreError
 from ._subscription import Subscription
 from ._types import AnyEvent, Recorded
 from ._writer import BatchWriter, Request, Written, current_version, in_transaction, retry_busy
@@ -267,6 +267,12 @@ class EventStore:
             ConcurrencyError: ``expected_version`` is given and the stream is not at it.
             StoreError: the store is closed, an event cannot be encoded, or the write failed.
         """
+        if not events:
+            if expected_version is not None:  # nothing to write, but the check still holds
+                version = await self._on_reader(current_version, stream)
+                if version != expected_version:
+                    raise ConcurrencyError(stream, expected_version, version)
+            return []
         if (
             eager
             and self._inline

@@ -16,7 +16,7 @@ import pytest
 import events
 from engine import Client, log_metadata, pipeline, step
 from engine.errors import EngineError, MetadataError
-from events import EventStore, MetadataLogged, StepReady, StoreError, UnknownEvent
+from events import ConcurrencyError, EventStore, MetadataLogged, StepReady, StoreError, UnknownEvent
 
 COLUMNS = "seq, stream, version, type, recorded_at, payload, hash"
 
@@ -170,3 +170,15 @@ def test_log_metadata_names_the_value_it_cannot_record() -> None:
     assert "metadata 'model' (object) cannot be recorded" in str(cause)
     (run,) = Client().list_pipeline_runs()
     assert run.steps["_logs_an_object"].status.value == "failed"
+
+
+@pytest.mark.anyio
+async def test_an_empty_append_still_checks_its_expected_version(store: EventStore) -> None:
+    """Nothing to write, but ``expected_version`` is still a promise about the stream: an
+    empty append is how a caller checks a stream it decided nothing about has not moved."""
+    await store.append("run-1", [StepReady(step="a")])
+    assert await store.append("run-1", [], expected_version=1) == []
+    with pytest.raises(ConcurrencyError) as raised:
+        await store.append("run-1", [], expected_version=0)
+    assert "run-1" in str(raised.value)
+    assert await store.append("never-written", [], expected_version=0) == []
