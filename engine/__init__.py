@@ -13,6 +13,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._artifact_api import ArtifactConfig as ArtifactConfig
+    from ._artifact_api import load_artifact as load_artifact
     from ._context import get_pipeline_context as get_pipeline_context
     from ._context import get_step_context as get_step_context
     from ._context import log_metadata as log_metadata
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
     from .errors import StepFailedError as StepFailedError
 
 _WHERE: dict[str, tuple[str, str]] = {
+    "ArtifactConfig": ("._artifact_api", "ArtifactConfig"),
+    "load_artifact": ("._artifact_api", "load_artifact"),
     "get_pipeline_context": ("._context", "get_pipeline_context"),
     "get_step_context": ("._context", "get_step_context"),
     "log_metadata": ("._context", "log_metadata"),

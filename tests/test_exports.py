@@ -14,12 +14,13 @@ import engine.enums
 import engine.errors
 
 ENGINE = {
-    "ArtifactVersionView", "BaseMaterializer", "BaseStep", "CachePolicy", "Client",
-    "DockerSettings", "Engine", "EngineError", "ExecutionMode", "ExecutionStatus", "Model",
+    "ArtifactConfig", "ArtifactVersionView", "BaseMaterializer", "BaseStep", "CachePolicy",
+    "Client", "DockerSettings", "Engine", "EngineError", "ExecutionMode", "ExecutionStatus",
+    "Model",
     "Pipeline", "PipelineRun", "PipelineRunConfiguration", "PipelineRunFailedError",
     "PipelineRunView", "ResourceSettings", "RunEvent", "Schedule", "ScheduleView",
     "StepFailedError", "StepHandle", "StepRetryConfig", "StepRunView", "get_pipeline_context",
-    "get_step_context", "log_metadata", "pipeline", "step", "unmapped",
+    "get_step_context", "load_artifact", "log_metadata", "pipeline", "step", "unmapped",
 }  # fmt: skip
 
 
