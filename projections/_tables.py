@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from events import ArtifactRef, Recorded, decode_many
+from events import ArtifactRef, Recorded, StoreCorruptedError, decode, decode_many
 
 from ._views import (
     STATUS_VALUE,
@@ -149,8 +149,21 @@ EVENT_COLUMNS = "seq, stream, version, type, recorded_at, payload"
 
 def records(rows: Sequence[Sequence[Any]]) -> list[Recorded]:
     """The records of event rows read as :data:`EVENT_COLUMNS`, their payloads decoded together
-    (``events.decode_many``)."""
-    events = decode_many([row[5] for row in rows])
+    (``events.decode_many``).
+
+    Raises:
+        StoreCorruptedError: a payload does not decode; names its seq (the first of the rows
+            that fails alone).
+    """
+    try:
+        events = decode_many([row[5] for row in rows])
+    except StoreCorruptedError as exc:
+        for row in rows:  # which one: decode them one by one (this is the failure path)
+            try:
+                decode(row[5])
+            except StoreCorruptedError as alone:
+                raise StoreCorruptedError(f"event seq {row[0]}: {alone}") from alone
+        raise exc
     return [
         Recorded(seq, stream, version, type_, at, event)
         for (seq, stream, version, type_, at, _), event in zip(rows, events, strict=True)

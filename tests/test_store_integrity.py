@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 import events
+import projections._tables
 from engine import Client, log_metadata, pipeline, step
 from engine.errors import EngineError, MetadataError
 from events import ConcurrencyError, EventStore, MetadataLogged, StepReady, StoreError, UnknownEvent
@@ -182,3 +183,16 @@ async def test_an_empty_append_still_checks_its_expected_version(store: EventSto
         await store.append("run-1", [], expected_version=0)
     assert "run-1" in str(raised.value)
     assert await store.append("never-written", [], expected_version=0) == []
+
+
+def test_a_payload_that_does_not_decode_is_named_by_its_seq_when_folded(db: Path) -> None:
+    fill(db, [("a", f"s{i}") for i in range(4)])
+    with tamper(db) as conn:
+        conn.execute("UPDATE events SET payload = x'01c1' WHERE seq = 3")  # 0xc1: never msgpack
+    conn = events.connect_database(db)
+    try:
+        rows = conn.execute("SELECT seq, stream, version, type, recorded_at, payload FROM events")
+        with pytest.raises(events.StoreCorruptedError, match="event seq 3: "):
+            projections._tables.records(rows.fetchall())
+    finally:
+        conn.close()
