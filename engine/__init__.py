@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._artifact_api import ArtifactConfig as ArtifactConfig
     from ._artifact_api import load_artifact as load_artifact
+    from ._artifact_api import save_artifact as save_artifact
     from ._context import get_pipeline_context as get_pipeline_context
     from ._context import get_step_context as get_step_context
     from ._context import log_metadata as log_metadata
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 _WHERE: dict[str, tuple[str, str]] = {
     "ArtifactConfig": ("._artifact_api", "ArtifactConfig"),
     "load_artifact": ("._artifact_api", "load_artifact"),
+    "save_artifact": ("._artifact_api", "save_artifact"),
     "get_pipeline_context": ("._context", "get_pipeline_context"),
     "get_step_context": ("._context", "get_step_context"),
     "log_metadata": ("._context", "log_metadata"),

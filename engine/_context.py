@@ -30,6 +30,8 @@ class RunContext:
     pipeline_state: Any = None
     model: Any = None
     pending_metadata: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+    artifacts: Any = None  # the engine's ArtifactStore (save_artifact)
+    pending_artifacts: list[tuple[str, Any]] = field(default_factory=list)  # (step, ArtifactRef)
 
 
 @dataclass(slots=True)

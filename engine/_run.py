@@ -97,6 +97,7 @@ class RunLoop:
         )
         self.ctx = RunContext(plan.run_id, plan.run_name, plan.pipeline, engine.home)
         self.ctx.model = plan.model
+        self.ctx.artifacts = engine.artifacts
         self.logs = RunLogs(engine.home, plan.run_id, plan.enable_step_logs)
         self.nodes: dict[str, _Node] = {}
         self.queue: deque[_Node] = deque()
@@ -298,11 +299,16 @@ class RunLoop:
         return [StepCancelled(step=node.id)]
 
     def _metadata_events(self) -> list[AnyEvent]:
-        pending = self.ctx.pending_metadata
-        if not pending:
-            return []
-        self.ctx.pending_metadata = []
-        return [MetadataLogged(step=step, metadata=data) for step, data in pending]
+        """What steps and hooks recorded with ``log_metadata`` and ``save_artifact``."""
+        ctx = self.ctx
+        events: list[AnyEvent] = []
+        if ctx.pending_artifacts:
+            saved, ctx.pending_artifacts = ctx.pending_artifacts, []
+            events.extend(ArtifactStored(step=step, artifact=ref) for step, ref in saved)
+        if ctx.pending_metadata:
+            pending, ctx.pending_metadata = ctx.pending_metadata, []
+            events.extend(MetadataLogged(step=step, metadata=data) for step, data in pending)
+        return events
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -361,7 +367,7 @@ class RunLoop:
             await self._commit_and_launch([])
 
     async def _commit_and_launch(self, events: list[AnyEvent], *, reserve: int = 0) -> None:
-        if self.ctx.pending_metadata:
+        if self.ctx.pending_metadata or self.ctx.pending_artifacts:
             events.extend(self._metadata_events())
         # No other step of this run is running: nothing would share this commit (a chain).
         eager = self.running == 0
@@ -717,7 +723,7 @@ class RunLoop:
                 await self._hook_metadata()
 
     async def _hook_metadata(self) -> None:
-        if self.ctx.pending_metadata:  # log_metadata() called by the hooks
+        if self.ctx.pending_metadata or self.ctx.pending_artifacts:  # called by the hooks
             await self.engine.store.append(self.stream, self._metadata_events())
 
     async def _record_cancel(self, reason: str) -> None:

@@ -34,6 +34,7 @@ from ._schedules import schedule_stream as schedule_stream
 from ._status import ExecutionStatus as ExecutionStatus
 from ._step_reducer import evolve_step as evolve_step
 from ._step_reducer import step_of as step_of
+from ._tables import ARTIFACTS_STREAM as ARTIFACTS_STREAM
 from ._views import ArtifactView as ArtifactView
 from ._views import RunState as RunState
 from ._views import RunView as RunView
@@ -72,4 +73,5 @@ __all__ = [
     "runs_created_before",
     "artifacts_of_runs",
     "artifacts_with_content",
+    "ARTIFACTS_STREAM",
 ]

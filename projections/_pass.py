@@ -26,6 +26,7 @@ from ._cache import Cache, Creation, StepKey
 from ._run_reducer import evolve_run
 from ._specs import Specs, specs_of
 from ._step_reducer import HOT, born, evolve_known, evolve_step, step_of
+from ._tables import ARTIFACTS_STREAM
 from ._views import RunView, StepView, decode_step
 
 _outputs_encoder = msgspec.msgpack.Encoder()
@@ -227,6 +228,8 @@ class Pass:
         if run is None:
             if type(event) is RunsDeleted:
                 self._runs_deleted(event)
+            elif type(event) is ArtifactStored and stream == ARTIFACTS_STREAM:
+                self._artifact(rec, event)  # saved outside any run (``save_artifact``)
             return  # not a run's stream (schedules, models...), or a run not created yet
         if run is not before:
             if before is None:

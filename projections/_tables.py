@@ -45,6 +45,10 @@ CHECKPOINT = f"{_NAME}/{LAYOUT}"
 
 TABLES = ("runs", "step_runs", "artifacts", "cache_entries")
 
+ARTIFACTS_STREAM = "artifacts"
+"""The stream of ``artifact.stored`` events of artifacts saved outside any run
+(``engine.save_artifact``): their ``artifacts`` rows have this as their run id and no step."""
+
 DDL = (
     """CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,

@@ -1,4 +1,5 @@
-"""``ArtifactConfig`` names a step's output, ``load_artifact`` loads it by name (and version)."""
+"""``ArtifactConfig`` names a step's output, ``save_artifact`` stores a version of an artifact,
+``load_artifact`` loads one."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated
 
 import pytest
 
-from engine import ArtifactConfig, load_artifact, pipeline, step
+from engine import ArtifactConfig, load_artifact, pipeline, save_artifact, step
 from engine.errors import ArtifactError
 
 
@@ -50,3 +51,64 @@ def test_load_artifact_says_what_is_missing() -> None:
 def test_artifact_config_takes_only_the_options_evenflow_honours() -> None:
     with pytest.raises(TypeError):
         ArtifactConfig(name="x", version="v2")  # type: ignore[call-arg]
+
+
+@step(enable_cache=False)
+def saves_extra(n: int) -> int:
+    save_artifact({"rows": n}, "report")  # a side artifact, beside the step's output
+    return n
+
+
+@step(enable_cache=False)
+async def saves_extra_async(n: int) -> int:
+    save_artifact([n, n], "pairs")
+    return n
+
+
+@pipeline
+def side_artifacts(n: int = 5) -> None:
+    saves_extra(n)
+    saves_extra_async(n)
+
+
+def test_save_artifact_in_a_step_records_a_version_with_the_steps_outcome() -> None:
+    run = side_artifacts(n=5)
+    assert load_artifact("report") == {"rows": 5}
+    assert load_artifact("pairs") == [5, 5]
+    side_artifacts(n=6)
+    assert load_artifact("report") == {"rows": 6}
+    assert load_artifact("report", version=1) == {"rows": 5}
+    stored = [e for e in run.events() if e.type == "artifact.stored"]
+    assert {(e.step, e.artifact.name) for e in stored} >= {
+        ("saves_extra", "report"),
+        ("saves_extra_async", "pairs"),
+    }
+
+
+def test_save_artifact_outside_a_run_is_recorded_at_once_and_survives_a_rebuild() -> None:
+    from engine import Client
+
+    first = save_artifact("v1", "dataset")
+    second = save_artifact("v2", "dataset")
+    assert first.id != second.id
+    assert load_artifact("dataset") == "v2"
+    assert load_artifact("dataset", version=1) == "v1"
+    Client().rebuild_projections()  # the log's "artifacts" stream folds into the same rows
+    assert load_artifact("dataset") == "v2"
+    assert load_artifact("dataset", version=1) == "v1"
+
+
+def test_save_artifact_from_async_code_outside_a_run() -> None:
+    import anyio
+
+    async def main() -> str:
+        return str(save_artifact(3.5, "threshold").id)
+
+    saved = anyio.run(main)
+    assert saved
+    assert load_artifact("threshold") == 3.5
+
+
+def test_save_artifact_needs_a_name() -> None:
+    with pytest.raises(ArtifactError, match="needs a name"):
+        save_artifact(1, "")

@@ -20,7 +20,8 @@ ENGINE = {
     "Pipeline", "PipelineRun", "PipelineRunConfiguration", "PipelineRunFailedError",
     "PipelineRunView", "ResourceSettings", "RunEvent", "Schedule", "ScheduleView",
     "StepFailedError", "StepHandle", "StepRetryConfig", "StepRunView", "get_pipeline_context",
-    "get_step_context", "load_artifact", "log_metadata", "pipeline", "step", "unmapped",
+    "get_step_context", "load_artifact", "log_metadata", "pipeline", "save_artifact", "step",
+    "unmapped",
 }  # fmt: skip
 
 

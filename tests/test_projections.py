@@ -636,11 +636,12 @@ def test_exported_names() -> None:
         "get_artifact_version", "checkpoint", "MIN_PREFIX", "CacheEntry", "cache_entries",
         "cache_entries_of_pipeline", "ScheduleState", "evolve_schedule", "fold_schedules",
         "fold_schedule_tail", "schedule_stream", "SCHEDULE_STREAM_PREFIX", "runs_created_before",
+        "ARTIFACTS_STREAM",
         "artifacts_of_runs", "artifacts_with_content",
     }  # fmt: skip
     for name in projections.__all__:
         obj = getattr(projections, name)
-        constant = name in ("MIN_PREFIX", "SCHEDULE_STREAM_PREFIX")
+        constant = name in ("MIN_PREFIX", "SCHEDULE_STREAM_PREFIX", "ARTIFACTS_STREAM")
         assert constant or obj.__module__.startswith("projections.")
 
 
