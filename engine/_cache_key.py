@@ -46,12 +46,11 @@ import types
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._cache_typed import typed
+from ._cache_typed import module_label, typed
 from ._compile import check_canonical
 from ._step import BaseStep
 from .errors import ArtifactError, PipelineDefinitionError
@@ -156,20 +155,8 @@ def _is_function(obj: object) -> bool:
 
 
 def _qualname(obj: Any) -> str:
-    module = _module_label(getattr(obj, "__module__", None))
+    module = module_label(getattr(obj, "__module__", None))
     return f"{module}:{getattr(obj, '__qualname__', type(obj).__name__)}"
-
-
-def _module_label(name: str | None) -> str | None:
-    """A module's name, except that a script run as ``__main__`` (``python flows.py``), or
-    loaded by ``evenflow run`` under a name of its own, is named by its file (``flows``), as
-    importing it names it: its steps keep their cache keys whichever way it was started."""
-    if name == "__main__" or (name or "").startswith("evenflow_file_"):
-        module = sys.modules.get(name or "")
-        file = getattr(module, "__evenflow_file__", None) or getattr(module, "__file__", None)
-        if file:
-            return Path(file).stem
-    return name
 
 
 @functools.lru_cache(maxsize=1024)

@@ -14,7 +14,9 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -73,6 +75,16 @@ def _ext(code: int, payload: Any) -> msgspec.msgpack.Ext:
 
 
 def _name(cls: type[Any]) -> str:
-    from ._cache_key import _module_label  # a script's types are named by its file
+    return f"{module_label(cls.__module__)}:{cls.__qualname__}"
 
-    return f"{_module_label(cls.__module__)}:{cls.__qualname__}"
+
+def module_label(name: str | None) -> str | None:
+    """A module's name, except that a script run as ``__main__`` (``python flows.py``), or
+    loaded by ``evenflow run`` under a name of its own, is named by its file (``flows``), as
+    importing it names it: its steps keep their cache keys whichever way it was started."""
+    if name == "__main__" or (name or "").startswith("evenflow_file_"):
+        module = sys.modules.get(name or "")
+        file = getattr(module, "__evenflow_file__", None) or getattr(module, "__file__", None)
+        if file:
+            return Path(file).stem
+    return name

@@ -200,9 +200,9 @@ def _qualname(obj: Any) -> str:
     fingerprint names it), so the cache key is the same however the script was started."""
     if isinstance(obj, str):
         return obj
-    from ._cache_key import _module_label
+    from ._cache_typed import module_label
 
-    return f"{_module_label(obj.__module__)}:{obj.__qualname__}"
+    return f"{module_label(obj.__module__)}:{obj.__qualname__}"
 
 
 @overload

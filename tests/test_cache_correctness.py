@@ -323,7 +323,7 @@ def test_a_script_materializer_keeps_the_key_whether_run_as_main_or_imported(
     tmp_path: Path,
 ) -> None:
     """The code fingerprint names a script's module by its file either way
-    (``_cache_key._module_label``), but the materializer part of the key does not."""
+    (``_cache_typed.module_label``), and so does the materializer part of the key."""
     (tmp_path / "flows.py").write_text(textwrap.dedent(SCRIPT_MATERIALIZER))
     as_main = python(["flows.py"], tmp_path)
     assert as_main.returncode == 0, as_main.stderr
