@@ -463,15 +463,14 @@ class RunLoop:
         announced = self.logs.announce(node.id)
         if announced:
             events[:0] = announced
-        # This worker takes the next node itself once it is done here, unless hooks or a retry
-        # timer come first: that node needs no new worker.
-        await self._commit_and_launch(events, reserve=0 if hooks or due is not None else 1)
+        # This worker takes the next node itself once it is done here: that needs no new worker.
+        await self._commit_and_launch(events, reserve=1)
+        assert self._tg is not None
         if due is not None:
-            assert self._tg is not None
             self._tg.start_soon(self._retry_at, node, due, name=f"retry {node.id}")
-            return
-        if hooks:
-            await self._step_outcome_hooks(node, ctx, error)
+        elif hooks:
+            # Not on this worker: a slow hook must not hold up a step whose start is committed.
+            self._tg.start_soon(self._step_outcome_hooks, node, ctx, error, name=f"hooks {node.id}")
 
     async def _begin(self, node: _Node, ctx: StepContext, hooks: Any) -> None:
         """A step's first attempt fires its ``on_start`` hook; then its clock starts."""

@@ -3,6 +3,7 @@ whose steps all come from the cache starts none, a chain one or two."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -85,3 +86,37 @@ def test_a_fan_out_starts_max_concurrency_workers_and_runs_no_more_steps_at_once
     assert run.steps["total"].output.load() == sum(range(12))
     assert peak == 3
     assert workers == [3]
+
+
+def test_a_slow_step_hook_does_not_hold_the_next_step() -> None:
+    """Step hooks run beside the workers: with room for one step at a time, the second step
+    runs when the first ends (its start is committed then), not once the first one's slow
+    on_success hook returns."""
+    hook_done: list[float] = []
+    second_ran: list[float] = []
+
+    def slow_hook() -> None:
+        time.sleep(0.8)
+        hook_done.append(time.monotonic())
+
+    @step(enable_cache=False, on_success=slow_hook)
+    async def first() -> int:
+        return 1
+
+    @step(enable_cache=False)
+    async def second() -> int:
+        second_ran.append(time.monotonic())
+        return 2
+
+    @pipeline(max_concurrency=1)
+    def one_at_a_time() -> None:
+        first()
+        second()
+
+    run = one_at_a_time()
+    assert len(hook_done) == len(second_ran) == 1  # the hook ran, and the run waited for it
+    assert second_ran[0] < hook_done[0]
+    assert [(e.type, e.hook) for e in run.events() if e.type.startswith("hook.")] == [
+        ("hook.started", "on_success"),
+        ("hook.succeeded", "on_success"),
+    ]
