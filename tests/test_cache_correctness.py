@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.util
 import os
 import subprocess
 import sys
@@ -15,7 +14,6 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import pytest
@@ -23,29 +21,12 @@ import pytest
 from engine import CachePolicy, Client, ExecutionStatus, pipeline, step
 from engine._artifacts import ArtifactStore
 from engine._materializers import BaseMaterializer
+from tests.pipelines.versions import load_version
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def load_version(tmp_path: Path, version: str, module: str, source: str) -> ModuleType:
-    """Write ``source`` as ``<tmp>/<version>/<module>.py`` and import it fresh under the same
-    module name (only the code differs between versions), as tests/test_caching.py does."""
-    folder = tmp_path / version
-    folder.mkdir()
-    path = folder / f"{module}.py"
-    path.write_text(textwrap.dedent(source))
-    sys.modules.pop(module, None)
-    importlib.invalidate_caches()
-    spec = importlib.util.spec_from_file_location(module, path)
-    assert spec is not None
-    assert spec.loader is not None
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules[module] = loaded
-    spec.loader.exec_module(loaded)
-    return loaded
 
 
 @pytest.fixture

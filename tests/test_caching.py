@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +28,7 @@ from engine._caching import Flight
 from engine._retry import FakeClock
 from engine.errors import InvalidParameterError
 from tests.pipelines import cached
+from tests.pipelines.versions import load_version
 
 DAY = 86_400.0
 
@@ -205,24 +204,6 @@ FLOW_V1 = """
     def flow() -> int:
         return compute()
 """
-
-
-def load_version(tmp_path: Path, version: str, module: str, source: str) -> ModuleType:
-    """Write ``source`` as ``<tmp>/<version>/<module>.py`` and import it fresh under the same
-    module name (so only the code differs between versions, not the names)."""
-    folder = tmp_path / version
-    folder.mkdir()
-    path = folder / f"{module}.py"
-    path.write_text(textwrap.dedent(source))
-    sys.modules.pop(module, None)
-    importlib.invalidate_caches()
-    spec = importlib.util.spec_from_file_location(module, path)
-    assert spec is not None
-    assert spec.loader is not None
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules[module] = loaded
-    spec.loader.exec_module(loaded)
-    return loaded
 
 
 @pytest.fixture
