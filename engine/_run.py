@@ -420,10 +420,7 @@ class RunLoop:
                 refs = await self.executor.run(
                     inv.step, ctx, inv.inputs, inv.parameters, self.produced
                 )
-        except (
-            Exception,
-            SystemExit,
-        ) as exc:  # sys.exit() in a step fails the step, not the engine
+        except (Exception, SystemExit) as exc:  # sys.exit() fails the step, not the engine
             return None, exc
         finally:
             self.logs.end(node.id, capture)
