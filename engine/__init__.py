@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._dynamic import StepHandle as StepHandle
     from ._dynamic import unmapped as unmapped
     from ._engine import Engine as Engine
+    from ._external import ExternalArtifact as ExternalArtifact
     from ._materializers import BaseMaterializer as BaseMaterializer
     from ._pipeline import Pipeline as Pipeline
     from ._pipeline import pipeline as pipeline
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 _WHERE: dict[str, tuple[str, str]] = {
     "ArtifactConfig": ("._artifact_api", "ArtifactConfig"),
+    "ExternalArtifact": ("._external", "ExternalArtifact"),
     "load_artifact": ("._artifact_api", "load_artifact"),
     "save_artifact": ("._artifact_api", "save_artifact"),
     "get_pipeline_context": ("._context", "get_pipeline_context"),

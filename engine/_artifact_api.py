@@ -7,7 +7,7 @@ value as an artifact version, ``load_artifact`` loads one.
 recorded with the step's outcome, as the step's artifact; anywhere else it is appended at once
 to the log's ``artifacts`` stream. ``load_artifact("answer")`` loads the newest version from
 anywhere (a script, a notebook, another step), and ``load_artifact("answer", version=2)`` an
-older one.
+older one. (``ExternalArtifact`` is in ``_external``.)
 """
 
 from __future__ import annotations

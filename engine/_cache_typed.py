@@ -21,12 +21,14 @@ from typing import Any
 
 import msgspec
 
+from ._external import ExternalArtifact
+
 _canonical = msgspec.msgpack.Encoder(order="deterministic")
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
 
 # Extension codes (part of the key: never renumber, only add).
 _TUPLE, _SET, _FROZENSET, _DICT, _ENUM, _DATETIME, _DATE, _TIME = 1, 2, 3, 4, 5, 6, 7, 8
-_DECIMAL, _UUID, _DATACLASS, _STRUCT, _TIMEDELTA = 9, 10, 11, 12, 13
+_DECIMAL, _UUID, _DATACLASS, _STRUCT, _TIMEDELTA, _EXTERNAL = 9, 10, 11, 12, 13, 14
 
 
 def typed(value: Any) -> Any:
@@ -57,6 +59,8 @@ def typed(value: Any) -> Any:
         return _ext(_TIME, value.isoformat())
     if isinstance(value, datetime.timedelta):
         return _ext(_TIMEDELTA, [value.days, value.seconds, value.microseconds])
+    if isinstance(value, ExternalArtifact):  # by its content, as any input
+        return _ext(_EXTERNAL, value.content_hash())
     if isinstance(value, decimal.Decimal):
         return _ext(_DECIMAL, str(value))
     if isinstance(value, uuid.UUID):

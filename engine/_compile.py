@@ -18,7 +18,8 @@ import msgspec
 
 from events import InputRef, StepSpec
 
-from .errors import InvalidParameterError, PipelineDefinitionError
+from ._external import ExternalArtifact
+from .errors import ArtifactError, InvalidParameterError, PipelineDefinitionError
 
 if TYPE_CHECKING:
     from ._step import BaseStep
@@ -52,13 +53,18 @@ class Invocation:
 
     def spec(self) -> StepSpec:
         step = self.step
+        parameters = self.parameters
+        if any(type(v) is ExternalArtifact for v in parameters.values()):
+            parameters = {
+                k: v.recorded() if type(v) is ExternalArtifact else v for k, v in parameters.items()
+            }
         return StepSpec(
             id=self.id,
             name=step.name,
             source=step.source_path,
             code_hash=step.code_hash,
             inputs=self.inputs,
-            parameters=self.parameters,
+            parameters=parameters,
             after=self.after,
             outputs=[o.name for o in step.signature.outputs],
             is_async=step.signature.is_async,
@@ -218,6 +224,14 @@ def bind_arguments(
                 f"{owner}: input {name!r} mixes step outputs with other values; pass a step "
                 "output, a list of step outputs, or a plain value"
             )
+        elif isinstance(value, ExternalArtifact):
+            try:
+                value.content_hash()  # a value that cannot be stored fails here, at compile
+            except ArtifactError as exc:
+                raise InvalidParameterError(
+                    f"{owner}: input {name!r} is an ExternalArtifact that cannot be stored: {exc}"
+                ) from None
+            parameters[name] = value
         else:
             check_canonical(owner, name, value)
             parameters[name] = value

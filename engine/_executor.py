@@ -18,6 +18,7 @@ from events import ArtifactRef, InputRef
 
 from ._artifacts import ArtifactStore, check_output_type
 from ._context import _STEP, StepContext
+from ._external import ExternalArtifact
 from ._threads import StepThreads
 from .errors import StepOutputError, StepTimeoutError
 
@@ -50,6 +51,23 @@ def _in_memory(
         if not all(artifacts.in_memory(produced[r.step][r.output]) for r in refs):
             return False
     return True
+
+
+def _parameters(
+    kwargs: dict[str, Any],
+    parameters: Mapping[str, Any],
+    artifacts: ArtifactStore,
+    ctx: StepContext,
+) -> None:
+    """The step's parameters into ``kwargs``: an :class:`ExternalArtifact` as its value, stored
+    (on the step's first attempt) as a version of an artifact named after the input."""
+    for name, value in parameters.items():
+        if type(value) is ExternalArtifact:
+            if ctx.attempt == 1:
+                ref = artifacts.save(value.value, name=name, materializer=value.materializer)
+                ctx.run.pending_artifacts.append((ctx.invocation_id, ref))
+            value = value.value
+        kwargs[name] = value
 
 
 def _output_values(step: BaseStep, invocation: str, result: Any) -> list[tuple[Any, Any]]:
@@ -150,7 +168,7 @@ class StepExecutor:
         token = _STEP.set(ctx)
         try:
             kwargs = _resolve_inputs(self.artifacts, inputs, produced)
-            kwargs.update(parameters)
+            _parameters(kwargs, parameters, self.artifacts, ctx)
             result = step.entrypoint(**kwargs)
             return _store_outputs(self.artifacts, step, ctx.invocation_id, result)
         finally:
@@ -173,7 +191,7 @@ class StepExecutor:
                     kwargs = load()
                 else:  # reading files (maybe large ones) must not stall the event loop
                     kwargs = await anyio.to_thread.run_sync(load, limiter=self.thread_limiter)
-            kwargs.update(parameters)
+            _parameters(kwargs, parameters, self.artifacts, ctx)
             result = await step.entrypoint(**kwargs)
             return await _store_outputs_async(
                 self.artifacts, step, ctx.invocation_id, result, self.thread_limiter

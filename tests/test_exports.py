@@ -16,6 +16,7 @@ import engine.errors
 ENGINE = {
     "ArtifactConfig", "ArtifactVersionView", "BaseMaterializer", "BaseStep", "CachePolicy",
     "Client", "DockerSettings", "Engine", "EngineError", "ExecutionMode", "ExecutionStatus",
+    "ExternalArtifact",
     "Model",
     "Pipeline", "PipelineRun", "PipelineRunConfiguration", "PipelineRunFailedError",
     "PipelineRunView", "ResourceSettings", "RunEvent", "Schedule", "ScheduleView",
