@@ -50,7 +50,7 @@ def typed(value: Any) -> Any:
         items = sorted(_canonical.encode(typed(item)) for item in value)
         return _ext(_SET if cls is set else _FROZENSET, [msgspec.Raw(item) for item in items])
     if isinstance(value, enum.Enum):
-        return _ext(_ENUM, [_name(cls), typed(value.value)])
+        return _ext(_ENUM, [qualified_name(cls), typed(value.value)])
     if isinstance(value, datetime.datetime):  # before date: a datetime is a date
         return _ext(_DATETIME, value.isoformat())
     if isinstance(value, datetime.date):
@@ -67,10 +67,10 @@ def typed(value: Any) -> Any:
         return _ext(_UUID, value.bytes)
     if isinstance(value, msgspec.Struct):
         fields = {f: typed(getattr(value, f)) for f in value.__struct_fields__}
-        return _ext(_STRUCT, [_name(cls), fields])
+        return _ext(_STRUCT, [qualified_name(cls), fields])
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: typed(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return _ext(_DATACLASS, [_name(cls), fields])
+        return _ext(_DATACLASS, [qualified_name(cls), fields])
     return value
 
 
@@ -78,8 +78,11 @@ def _ext(code: int, payload: Any) -> msgspec.msgpack.Ext:
     return msgspec.msgpack.Ext(code, _canonical.encode(payload))
 
 
-def _name(cls: type[Any]) -> str:
-    return f"{module_label(cls.__module__)}:{cls.__qualname__}"
+def qualified_name(obj: Any) -> str:
+    """``module:qualname`` of a class or function (of ``obj``'s type for anything else), a
+    script's module named by its file (see :func:`module_label`)."""
+    module = module_label(getattr(obj, "__module__", None))
+    return f"{module}:{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
 def module_label(name: str | None) -> str | None:

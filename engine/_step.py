@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar, overload
 
 from . import _compile
+from ._cache_typed import qualified_name
 from ._run_hooks import STEP_HOOKS, HookSet, check_hooks
 from ._signature import StepSignature, read_signature
 from .errors import PipelineDefinitionError
@@ -198,11 +199,7 @@ def _hooks_of(name: str, options: StepOptions) -> HookSet:
 def _qualname(obj: Any) -> str:
     """A materializer's ``module:qualname``, a script's module named by its file (as the code
     fingerprint names it), so the cache key is the same however the script was started."""
-    if isinstance(obj, str):
-        return obj
-    from ._cache_typed import module_label
-
-    return f"{module_label(obj.__module__)}:{obj.__qualname__}"
+    return obj if isinstance(obj, str) else qualified_name(obj)
 
 
 @overload

@@ -161,7 +161,7 @@ def test_closure_variable_changes_the_fingerprint(load: Callable[..., ModuleType
 
 
 def test_library_code_is_named_not_read(load: Callable[..., ModuleType]) -> None:
-    from engine._cache_key import _is_library
+    from engine._fingerprint import _is_library
 
     load()
     assert _is_library("json")  # the standard library
