@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
-import sys
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
@@ -18,6 +16,7 @@ from projections import cache_entries, cache_entries_of_pipeline
 
 from . import _compile
 from ._caching import RunCache
+from ._code import code_location
 from ._engine import Engine
 from ._log import get_logger
 from ._run import RunLoop
@@ -107,42 +106,6 @@ def _format_run_name(template: str, now: dt.datetime) -> str:
     return template.replace("{date}", now.strftime("%Y_%m_%d")).replace(
         "{time}", now.strftime("%H_%M_%S_%f")
     )
-
-
-def _code_location(func: Callable[..., Any]) -> str:
-    """How to find the pipeline again: ``module:qualname`` or ``/abs/file.py:qualname``."""
-    module = func.__module__
-    loaded_from = getattr(sys.modules.get(module), "__evenflow_file__", None)
-    if loaded_from is not None:
-        return f"{loaded_from}:{func.__qualname__}"
-    if module == "__main__" or module not in sys.modules:
-        try:
-            return f"{Path(inspect.getfile(func)).resolve()}:{func.__qualname__}"
-        except (OSError, TypeError):
-            return f"{module}:{func.__qualname__}"
-    return f"{module}:{func.__qualname__}"
-
-
-def _code_root(func: Callable[..., Any]) -> str:
-    """The directory the module of ``func`` was imported from: the parent of its top package
-    (``/x`` for ``/x/pkg/mod.py`` imported as ``pkg.mod``), or "" when that cannot be told.
-
-    Recorded with a ``module:name`` code location, so that a process whose path lacks it (the
-    ``evenflow`` command resuming a run started by a script beside the module, a schedule
-    service) can still import the module: see ``_code.find_pipeline``.
-    """
-    module = sys.modules.get(func.__module__)
-    file = getattr(module, "__file__", None)
-    if not file or func.__module__ == "__main__" or hasattr(module, "__evenflow_file__"):
-        return ""  # not a module found by name: the code location is its file
-    path = Path(file).resolve()
-    if path.name == "__init__.py":
-        path = path.parent
-    stem = path.with_suffix("")
-    parts = func.__module__.split(".")
-    if list(stem.parts[-len(parts) :]) != parts:
-        return ""  # not laid out as its dotted name says (a zip, a custom importer)
-    return str(stem.parents[len(parts) - 1])
 
 
 class Pipeline:
@@ -281,6 +244,7 @@ class Pipeline:
         template = opts.run_name or "{pipeline}-{date}-{time}"
         run_name = _format_run_name(template.replace("{pipeline}", self.name), now)
         mode = ExecutionMode(opts.execution_mode or ExecutionMode.CONTINUE_ON_FAILURE)
+        code, root = code_location(self.entrypoint)
         return RunPlan(
             run_id=str(uuid.uuid4()),
             run_name=run_name,
@@ -290,8 +254,8 @@ class Pipeline:
             outputs=outputs,
             execution_mode=mode,
             max_concurrency=opts.max_concurrency,
-            code=_code_location(self.entrypoint),
-            code_root=_code_root(self.entrypoint),
+            code=code,
+            code_root=root,
             tags=list(opts.tags or []),
             config=self._run_config(opts),
             hooks=_hooks_of(self.name, opts),
@@ -327,6 +291,7 @@ class Pipeline:
         template = opts.run_name or "{pipeline}-{date}-{time}"
         run_name = _format_run_name(template.replace("{pipeline}", self.name), dt.datetime.now())
         mode = ExecutionMode(opts.execution_mode or ExecutionMode.STOP_ON_FAILURE)
+        code, root = code_location(self.entrypoint)
         return RunPlan(
             run_id=str(uuid.uuid4()),
             run_name=run_name,
@@ -336,8 +301,8 @@ class Pipeline:
             outputs=[],
             execution_mode=mode,
             max_concurrency=opts.max_concurrency,
-            code=_code_location(self.entrypoint),
-            code_root=_code_root(self.entrypoint),
+            code=code,
+            code_root=root,
             tags=list(opts.tags or []),
             config=self._run_config(opts),
             dynamic=True,

@@ -120,9 +120,9 @@ def created_event(
         PipelineDefinitionError, ConfigurationError: the pipeline does not compile with these
             parameters and options.
     """
-    from ._pipeline import _code_location, _code_root
+    from ._code import code_location
 
-    code = _code_location(pipe.entrypoint)
+    code, root = code_location(pipe.entrypoint)
     _check_code(pipe, code)
     config = _run_config(pipe)
     if pipe._is_dynamic():
@@ -149,7 +149,7 @@ def created_event(
         parameters=parameters,
         config=config,
         code=code,
-        code_root=_code_root(pipe.entrypoint),
+        code_root=root,
         created_at=now,
     )
 
