@@ -103,15 +103,21 @@ def code_hash(func: Any) -> str:
         code = getattr(func, "__code__", None)
         raw = code.co_code if code is not None else repr(func).encode()
         return hashlib.blake2b(raw, digest_size=16).hexdigest()
+    return hashlib.blake2b("".join(strip_decorators(lines)).encode(), digest_size=16).hexdigest()
+
+
+def strip_decorators(lines: list[str]) -> list[str]:
+    """Source lines without the leading decorators (a multi-line one ends where its
+    parentheses balance): ``@step`` and ``@step(enable_cache=True)`` give the same code."""
+    lines = list(lines)
     while lines and lines[0].lstrip().startswith("@"):
-        # a multi-line decorator ends where its parentheses balance
         depth = 0
         while lines:
             line = lines.pop(0)
             depth += line.count("(") - line.count(")")
             if depth <= 0:
                 break
-    return hashlib.blake2b("".join(lines).encode(), digest_size=16).hexdigest()
+    return lines
 
 
 @dataclass(slots=True)

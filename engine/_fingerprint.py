@@ -39,6 +39,7 @@ from typing import Any
 import msgspec
 
 from ._cache_typed import qualified_name, typed
+from ._compile import strip_decorators
 from ._step import BaseStep
 
 MAX_DEPTH = 8
@@ -146,20 +147,6 @@ def _source_lines(obj: Any) -> list[str] | None:
     return lines
 
 
-def _strip_decorators(lines: list[str]) -> list[str]:
-    """The lines without the leading decorators (a multi-line one ends where its parentheses
-    balance), as :func:`engine._compile.code_hash` strips them."""
-    lines = list(lines)
-    while lines and lines[0].lstrip().startswith("@"):
-        depth = 0
-        while lines:
-            line = lines.pop(0)
-            depth += line.count("(") - line.count(")")
-            if depth <= 0:
-                break
-    return lines
-
-
 def _const(value: Any) -> Any:
     """A code object's constant in canonical form (code objects recursively)."""
     if isinstance(value, types.CodeType):
@@ -201,7 +188,7 @@ class _Walker:
         self.seen.add(id(func))
         lines = _source_lines(func)
         if lines is not None:
-            own: Any = "".join(_strip_decorators(lines) if strip else lines)
+            own: Any = "".join(strip_decorators(lines) if strip else lines)
         else:
             own = _code_parts(func.__code__)
         refs: list[Any] = []
